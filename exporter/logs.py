@@ -1,0 +1,37 @@
+"""One place that sets up structlog: JSON off a TTY, readable console output on one."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
+
+
+def configure_logging(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
+    """Configure structlog for the whole process; `fmt` None picks console on a TTY, else JSON."""
+    out = stream or sys.stderr
+    if fmt is None:
+        fmt = "console" if out.isatty() else "json"
+    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**context: Any) -> Any:
+    """A bound logger with some context."""
+    return structlog.get_logger(**context)
