@@ -1,0 +1,199 @@
+"""One supervised probe loop per endpoint: spread start, drift-free interval, deadline, concurrency cap."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from .config import Endpoint
+from .results import FailureReason, ProbeResult
+from .state import Transition
+from .store import ResultStore
+
+# The first probe of an endpoint runs at a stable offset within its interval, so that many
+# endpoints do not all fire at start-up or after a reload; the spread is capped so that an
+# endpoint with a long interval still gets its first result soon.
+MAX_SPREAD_SECONDS = 60.0
+RESTART_DELAY_SECONDS = 1.0
+
+
+class Prober(Protocol):
+    """What the scheduler needs of a prober."""
+
+    async def probe(self, endpoint: Endpoint, deadline: float | None = None) -> ProbeResult:
+        """Probe once before `deadline` (loop time); never raise for a failing target."""
+        ...
+
+
+def spread_offset(name: str, interval: float) -> float:
+    """A stable offset in [0, min(interval, MAX_SPREAD_SECONDS)) derived from the endpoint's name."""
+    return zlib.crc32(name.encode()) / 2**32 * min(interval, MAX_SPREAD_SECONDS)
+
+
+def next_tick(anchor: float, offset: float, interval: float, now: float) -> float:
+    """The first time anchor + offset + k*interval (k >= 0) that is not before `now`."""
+    first = anchor + offset
+    if now <= first:
+        return first
+    return first + math.ceil((now - first) / interval) * interval
+
+
+class Scheduler:
+    """Runs each endpoint's probe loop and hands results to the store."""
+
+    def __init__(
+        self,
+        *,
+        prober: Prober,
+        store: ResultStore,
+        max_concurrency: int,
+        log: Any,
+        wall_clock: Callable[[], float] = time.time,
+        on_result: Callable[[ProbeResult], None] | None = None,
+    ) -> None:
+        self._prober = prober
+        self._store = store
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
+        self._log = log
+        self._wall_clock = wall_clock
+        self._on_result = on_result
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._endpoints: dict[str, Endpoint] = {}
+        self._anchor = asyncio.get_running_loop().time()
+        self._stopping = False
+        self.skipped_probes = 0  # ticks missed because the concurrency cap was saturated
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints being probed now."""
+        return tuple(self._endpoints.values())
+
+    @property
+    def running(self) -> int:
+        """How many endpoint loops are alive."""
+        return sum(1 for t in self._tasks.values() if not t.done())
+
+    async def apply(self, endpoints: Sequence[Endpoint], max_concurrency: int | None = None) -> None:
+        """Start, restart and stop loops so that exactly `endpoints` are probed; unchanged ones go on untouched."""
+        if max_concurrency is not None and max_concurrency != self._max_concurrency:
+            # Probes holding the old semaphore release it; new probes wait on the new one.
+            self._limit = asyncio.Semaphore(max_concurrency)
+            self._max_concurrency = max_concurrency
+        self._store.sync(endpoints)
+        wanted = {ep.name: ep for ep in endpoints}
+        stale = [name for name, ep in self._endpoints.items() if wanted.get(name) != ep]
+        await self._cancel(stale)
+        for name in stale:
+            del self._endpoints[name]
+        for name, ep in wanted.items():
+            if name not in self._endpoints:
+                self._endpoints[name] = ep
+                self._start(ep)
+        self._endpoints = {name: self._endpoints[name] for name in wanted}
+
+    async def stop(self) -> None:
+        """Stop every loop; probes in flight are cancelled."""
+        self._stopping = True
+        await self._cancel(list(self._tasks))
+        self._endpoints.clear()
+
+    async def _cancel(self, names: Sequence[str]) -> None:
+        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, endpoint: Endpoint, delay: float = 0.0) -> None:
+        task = asyncio.create_task(self._loop(endpoint, delay), name=f"probe:{endpoint.name}")
+        self._tasks[endpoint.name] = task
+        task.add_done_callback(functools.partial(self._supervise, endpoint))
+
+    def _supervise(self, endpoint: Endpoint, task: asyncio.Task[None]) -> None:
+        """Restart a loop that died of a bug, so one endpoint never stops probing for good."""
+        if task.cancelled() or self._stopping or self._tasks.get(endpoint.name) is not task:
+            return
+        exc = task.exception()
+        self._log.error("probe loop crashed", endpoint=endpoint.name, error=repr(exc))
+        self._start(endpoint, delay=RESTART_DELAY_SECONDS)
+
+    async def _loop(self, endpoint: Endpoint, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        if delay:
+            await asyncio.sleep(delay)
+        offset = spread_offset(endpoint.name, endpoint.interval)
+        tick = next_tick(self._anchor, offset, endpoint.interval, loop.time())
+        while True:
+            await asyncio.sleep(max(0.0, tick - loop.time()))
+            result = await self._probe_once(endpoint)
+            transition = self._store.record(result)
+            self._log_result(endpoint, result, transition)
+            if self._on_result is not None:
+                try:
+                    self._on_result(result)
+                except Exception:  # a listener's bug must not stop probing
+                    self._log.exception("result listener failed", endpoint=endpoint.name)
+            # Drift-free: the next tick is on the grid, whatever this probe cost; ticks that
+            # passed while waiting for a free slot are skipped, not run in a burst.
+            following = tick + endpoint.interval
+            now = loop.time()
+            if following < now:
+                missed = next_tick(self._anchor, offset, endpoint.interval, now)
+                self.skipped_probes += round((missed - following) / endpoint.interval)
+                following = missed
+            tick = following
+
+    async def _probe_once(self, endpoint: Endpoint) -> ProbeResult:
+        loop = asyncio.get_running_loop()
+        async with self._limit:
+            # The deadline starts when the probe may run, so waiting for a slot is not held
+            # against the endpoint.
+            deadline = loop.time() + endpoint.timeout
+            started = self._wall_clock()
+            try:
+                return await self._prober.probe(endpoint, deadline)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a prober bug must not stop the loop
+                self._log.exception("prober raised", endpoint=endpoint.name)
+                return ProbeResult(
+                    endpoint=endpoint.name,
+                    success=False,
+                    reason=FailureReason.ERROR,
+                    message=f"internal error: {type(exc).__name__}",
+                    started_at=started,
+                    duration_seconds=max(0.0, self._wall_clock() - started),
+                )
+
+    def _log_result(self, endpoint: Endpoint, result: ProbeResult, transition: Transition | None) -> None:
+        if result.success:
+            self._log.debug(
+                "probe finished",
+                endpoint=endpoint.name,
+                outcome="success",
+                duration_s=round(result.duration_seconds, 4),
+            )
+        else:
+            self._log.info(
+                "probe failed",
+                endpoint=endpoint.name,
+                reason=str(result.reason),
+                message=result.message,
+                status_code=result.status_code or None,
+                duration_s=round(result.duration_seconds, 4),
+            )
+        if transition is not None:
+            log = self._log.warning if transition.new == "down" else self._log.info
+            log(
+                "endpoint state changed",
+                endpoint=endpoint.name,
+                old=str(transition.old),
+                new=str(transition.new),
+                url=endpoint.safe_url,
+            )

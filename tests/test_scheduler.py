@@ -1,0 +1,239 @@
+"""The scheduler: spread, drift-free ticks, concurrency cap, isolation of slow endpoints, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from pytest_httpserver import HTTPServer
+
+from exporter.config import Endpoint
+from exporter.probes.http import HttpProber
+from exporter.results import FailureReason, ProbeResult
+from exporter.scheduler import MAX_SPREAD_SECONDS, Scheduler, next_tick, spread_offset
+from exporter.store import ResultStore
+
+LOG = structlog.get_logger()
+
+
+def endpoint(name: str, url: str = "http://127.0.0.1:1/", **extra: object) -> Endpoint:
+    return Endpoint.model_validate({"name": name, "url": url, **extra})
+
+
+class RecordingProber:
+    """A prober that takes a set time and remembers when and how many ran at once."""
+
+    def __init__(self, duration: float = 0.0, fail: set[str] | None = None, crash: set[str] | None = None) -> None:
+        self.duration = duration
+        self.fail = fail or set()
+        self.crash = crash or set()
+        self.starts: dict[str, list[float]] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def probe(self, endpoint: Endpoint, deadline: float | None = None) -> ProbeResult:
+        loop = asyncio.get_running_loop()
+        self.starts.setdefault(endpoint.name, []).append(loop.time())
+        if endpoint.name in self.crash:
+            raise RuntimeError("prober bug")
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        started = time.time()
+        try:
+            await asyncio.sleep(self.duration)
+        finally:
+            self.in_flight -= 1
+        ok = endpoint.name not in self.fail
+        return ProbeResult(
+            endpoint=endpoint.name,
+            success=ok,
+            reason=None if ok else FailureReason.CONNECT,
+            message="" if ok else "refused",
+            started_at=started,
+            duration_seconds=self.duration,
+        )
+
+
+def counts(store: ResultStore) -> dict[str, int]:
+    return {ep.endpoint.name: ep.probes_success + ep.probes_failure for ep in store.snapshot().endpoints}
+
+
+@pytest.mark.parametrize("interval", [0.5, 5.0, 30.0, 3600.0])
+def test_spread_offset_is_stable_and_within_the_interval(interval: float) -> None:
+    offsets = [spread_offset(f"ep-{i}", interval) for i in range(200)]
+    assert offsets == [spread_offset(f"ep-{i}", interval) for i in range(200)]
+    assert all(0 <= o < min(interval, MAX_SPREAD_SECONDS) for o in offsets)
+    # 200 names spread over the window: no more than a fifth of them in any tenth of it.
+    window = min(interval, MAX_SPREAD_SECONDS)
+    buckets = [0] * 10
+    for o in offsets:
+        buckets[int(o / window * 10)] += 1
+    assert max(buckets) < 40
+
+
+@pytest.mark.parametrize(
+    ("anchor", "offset", "interval", "now", "expected"),
+    [
+        (100.0, 2.0, 10.0, 50.0, 102.0),  # before the first tick: the first tick
+        (100.0, 2.0, 10.0, 102.0, 102.0),  # exactly on a tick
+        (100.0, 2.0, 10.0, 102.5, 112.0),  # just after: the next one
+        (100.0, 2.0, 10.0, 131.9, 132.0),
+        (100.0, 0.0, 0.5, 101.1, 101.5),
+    ],
+)
+def test_next_tick(anchor: float, offset: float, interval: float, now: float, expected: float) -> None:
+    assert next_tick(anchor, offset, interval, now) == pytest.approx(expected)
+
+
+async def test_ticks_do_not_drift() -> None:
+    store = ResultStore()
+    prober = RecordingProber(duration=0.03)  # each probe costs time; ticks must not slip by it
+    scheduler = Scheduler(prober=prober, store=store, max_concurrency=4, log=LOG)
+    await scheduler.apply([endpoint("a", interval="200ms", timeout="100ms")])
+    await asyncio.sleep(1.5)
+    await scheduler.stop()
+    starts = prober.starts["a"]
+    assert len(starts) >= 6
+    for k, t in enumerate(starts):
+        assert t - starts[0] == pytest.approx(k * 0.2, abs=0.03)
+
+
+async def test_first_probes_are_spread_not_simultaneous() -> None:
+    store = ResultStore()
+    prober = RecordingProber()
+    scheduler = Scheduler(prober=prober, store=store, max_concurrency=100, log=LOG)
+    await scheduler.apply([endpoint(f"ep-{i}", interval="1s", timeout="500ms") for i in range(40)])
+    await asyncio.sleep(1.05)
+    await scheduler.stop()
+    firsts = sorted(starts[0] for starts in prober.starts.values())
+    assert len(firsts) == 40
+    assert firsts[-1] - firsts[0] > 0.5  # spread over most of the interval
+    # no thundering herd: at most a quarter of them start within any 100 ms
+    assert max(sum(1 for t in firsts if s <= t < s + 0.1) for s in firsts) <= 10
+
+
+async def test_concurrency_cap_is_respected() -> None:
+    store = ResultStore()
+    prober = RecordingProber(duration=0.3)
+    scheduler = Scheduler(prober=prober, store=store, max_concurrency=2, log=LOG)
+    await scheduler.apply([endpoint(f"ep-{i}", interval="500ms", timeout="400ms") for i in range(6)])
+    await asyncio.sleep(1.5)
+    await scheduler.stop()
+    assert prober.max_in_flight == 2
+    assert sum(counts(store).values()) >= 4
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server on loopback that accepts connections and never answers."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conns.append(conn)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join()
+    for c in conns:
+        c.close()
+    srv.close()
+
+
+async def test_hanging_endpoint_does_not_delay_others(httpserver: HTTPServer, silent_server: int) -> None:
+    httpserver.expect_request("/ok").respond_with_data("ok")
+    store = ResultStore()
+    prober = HttpProber()
+    scheduler = Scheduler(prober=prober, store=store, max_concurrency=10, log=LOG)
+    hang = endpoint("hang", f"http://127.0.0.1:{silent_server}/", interval="1s", timeout="900ms")
+    fast = endpoint("fast", httpserver.url_for("/ok"), interval="200ms", timeout="150ms")
+    await scheduler.apply([hang, fast])
+    await asyncio.sleep(2.2)
+    await scheduler.stop()
+    await prober.aclose()
+    snap = {ep.endpoint.name: ep for ep in store.snapshot().endpoints}
+    assert snap["fast"].probes_success >= 9  # about 11 ticks in 2.2 s; none held up by "hang"
+    assert snap["fast"].probes_failure == 0
+    assert snap["hang"].probes_failure >= 1
+    assert snap["hang"].failures[FailureReason.TIMEOUT] == snap["hang"].probes_failure
+    assert snap["hang"].last is not None
+    assert snap["hang"].last.duration_seconds < 0.9 + 0.2
+
+
+async def test_reload_keeps_unchanged_endpoints_and_drops_removed_ones() -> None:
+    store = ResultStore()
+    prober = RecordingProber()
+    scheduler = Scheduler(prober=prober, store=store, max_concurrency=10, log=LOG)
+    a = endpoint("a", interval="100ms", timeout="50ms")
+    b = endpoint("b", interval="100ms", timeout="50ms")
+    await scheduler.apply([a, b])
+    await asyncio.sleep(0.45)
+    before = counts(store)
+    assert before["a"] >= 3 and before["b"] >= 3
+    a_starts = list(prober.starts["a"])
+
+    b_changed = endpoint("b", interval="100ms", timeout="50ms", labels={"team": "x"})
+    c = endpoint("c", interval="100ms", timeout="50ms")
+    await scheduler.apply([a, b_changed, c])
+    await asyncio.sleep(0.35)
+    after = counts(store)
+    assert after["a"] > before["a"]  # counters kept and growing
+    assert after["b"] > before["b"]  # changed: config replaced, counters kept under the same name
+    assert after["c"] >= 1
+    # "a" kept its grid: no extra probe was squeezed in by the reload
+    a_new = prober.starts["a"][len(a_starts) - 1 :]
+    gaps = [y - x for x, y in itertools.pairwise(a_new)]
+    assert all(g == pytest.approx(0.1, abs=0.03) for g in gaps)
+    snap = {ep.endpoint.name: ep for ep in store.snapshot().endpoints}
+    assert snap["b"].endpoint.labels == {"team": "x"}
+
+    await scheduler.apply([a])
+    assert [ep.endpoint.name for ep in store.snapshot().endpoints] == ["a"]
+    assert scheduler.running == 1
+    await scheduler.stop()
+    assert scheduler.running == 0
+
+
+async def test_a_prober_bug_is_a_result_and_the_loop_goes_on() -> None:
+    store = ResultStore()
+    prober = RecordingProber(crash={"buggy"})
+    scheduler = Scheduler(prober=prober, store=store, max_concurrency=10, log=LOG)
+    await scheduler.apply(
+        [endpoint("buggy", interval="100ms", timeout="50ms"), endpoint("fine", interval="100ms", timeout="50ms")]
+    )
+    await asyncio.sleep(0.5)
+    await scheduler.stop()
+    snap = {ep.endpoint.name: ep for ep in store.snapshot().endpoints}
+    assert snap["buggy"].probes_failure >= 3
+    assert snap["buggy"].failures[FailureReason.ERROR] == snap["buggy"].probes_failure
+    assert snap["buggy"].last is not None and "RuntimeError" in snap["buggy"].last.message
+    assert snap["fine"].probes_success >= 3
+
+
+async def test_failing_endpoint_opens_an_incident_through_the_scheduler() -> None:
+    store = ResultStore()
+    prober = RecordingProber(fail={"down"})
+    scheduler = Scheduler(prober=prober, store=store, max_concurrency=10, log=LOG)
+    await scheduler.apply([endpoint("down", interval="100ms", timeout="50ms", failure_threshold=2)])
+    await asyncio.sleep(0.45)
+    await scheduler.stop()
+    (snap,) = store.snapshot().endpoints
+    assert str(snap.state.state) == "down"
+    assert snap.state.incidents == 1
