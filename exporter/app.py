@@ -1,0 +1,247 @@
+"""Composition root: builds config, prober, store, scheduler and server; handles signals and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.registry import CollectorRegistry
+
+from .collectors.agent import AgentCollector, ReloadStatus
+from .collectors.probes import ProbeExposition
+from .config import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, Config, ConfigError, Endpoint, Problem, load_config
+from .probes.http import HttpProber, ProberSetupError
+from .results import ProbeResult
+from .scheduler import Scheduler
+from .server import MetricsServer
+from .store import ResultStore
+
+DEFAULT_LISTEN = ":9877"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """Which config file the agent reads, and whether the user named it."""
+
+    path: Path
+    explicit: bool
+
+
+def config_source(option: str | None, env: Mapping[str, str] | None = None) -> ConfigSource:
+    """--config, else $UPWATCH_CONFIG, else ./upwatch.yml (which may not exist)."""
+    env = os.environ if env is None else env
+    if option:
+        return ConfigSource(Path(option), True)
+    if env.get(CONFIG_ENV_VAR):
+        return ConfigSource(Path(env[CONFIG_ENV_VAR]), True)
+    return ConfigSource(Path(DEFAULT_CONFIG_FILE), False)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT, :PORT or [IPv6]:PORT as (host, port); an empty host means every address."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"invalid listen address {text!r}: use HOST:PORT or :PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"invalid listen address {text!r}: write IPv6 addresses as [ADDR]:PORT")
+    return host, int(port_text)
+
+
+def check_prober_setup(prober: HttpProber, config: Config, file: str) -> list[Problem]:
+    """Problems building each endpoint's TLS material (unreadable or invalid CA, cert or key files)."""
+    problems = []
+    for ep in config.endpoints:
+        try:
+            prober.prepare(ep)
+        except ProberSetupError as exc:
+            problems.append(Problem(file, 1, 1, f"endpoints[{ep.name}].tls", str(exc)))
+    return problems
+
+
+class Agent:
+    """The running `upwatch serve`: probes on schedule, serves metrics, reloads on demand."""
+
+    def __init__(self, *, source: ConfigSource, listen: tuple[str, int], log: Any) -> None:
+        self._source = source
+        self._listen = listen
+        self._log = log
+        self._prober = HttpProber()
+        self._store = ResultStore()
+        self._exposition = ProbeExposition(self._store)
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._scheduler: Scheduler | None = None
+        self._server: MetricsServer | None = None
+        self._reload_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._config: Config | None = None
+        self._status = ReloadStatus(successful=True, last_success_timestamp=0.0, successes=0, failures=0)
+        self._ready = False
+
+    @property
+    def config(self) -> Config | None:
+        """The config in force (None when running host metrics only)."""
+        return self._config
+
+    @property
+    def server(self) -> MetricsServer | None:
+        """The HTTP server, once started."""
+        return self._server
+
+    def ready(self) -> bool:
+        """True once the config is loaded and probing has started."""
+        return self._ready
+
+    def reload_status(self) -> ReloadStatus:
+        """The outcome of the last config load."""
+        return self._status
+
+    def _load(self) -> Config | None:
+        """Read the config file; None when there is no file and none was asked for."""
+        if not self._source.explicit and not self._source.path.exists():
+            return None
+        config = load_config(self._source.path)
+        problems = check_prober_setup(self._prober, config, str(self._source.path))
+        if problems:
+            raise ConfigError(problems)
+        return config
+
+    async def start(self) -> None:
+        """Load the config (raising ConfigError if it is bad), start probing and serving."""
+        config = await asyncio.to_thread(self._load)
+        self._record_load(ok=True)
+        if config is None:
+            self._log.info(
+                "no config file found; serving host metrics only",
+                looked_for=str(self._source.path),
+                hint=f"pass --config or set {CONFIG_ENV_VAR}",
+            )
+        self._registry.register(AgentCollector(self.reload_status))
+        self._scheduler = Scheduler(
+            prober=self._prober,
+            store=self._store,
+            max_concurrency=config.max_concurrent_probes if config else 64,
+            log=self._log,
+            on_result=lambda result: self._exposition.refresh((result.endpoint,)),
+        )
+        await self._apply(config)
+        self._server = MetricsServer(
+            registry=self._registry,
+            probe_text=self._exposition.render,
+            ready=self.ready,
+            reload=self.reload,
+            snapshot=self._store.snapshot,
+            log=self._log,
+        )
+        host, port = self._listen
+        await self._server.start(host, port)
+        self._ready = True
+        self._log.info(
+            "upwatch started",
+            listen=[f"{h}:{p}" for h, p in self._server.addresses],
+            config=str(self._source.path) if config else None,
+            endpoints=len(config.endpoints) if config else 0,
+        )
+
+    async def _apply(self, config: Config | None) -> None:
+        assert self._scheduler is not None
+        endpoints: Sequence[Endpoint] = config.endpoints if config else ()
+        await self._scheduler.apply(endpoints, config.max_concurrent_probes if config else None)
+        self._config = config
+
+    def _record_load(self, *, ok: bool) -> None:
+        s = self._status
+        if ok:
+            self._status = ReloadStatus(True, time.time(), s.successes + 1, s.failures)
+        else:
+            self._status = ReloadStatus(False, s.last_success_timestamp, s.successes, s.failures + 1)
+
+    async def reload(self) -> tuple[bool, str]:
+        """Load the config again; a bad one is rejected, logged and counted, and the old one keeps running."""
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(self._load)
+            except ConfigError as exc:
+                self._record_load(ok=False)
+                for problem in exc.problems:
+                    self._log.error("config reload rejected", problem=str(problem))
+                return False, "config reload rejected; the old config keeps running:\n" + str(exc)
+            except Exception as exc:  # never let a reload take the agent down
+                self._record_load(ok=False)
+                self._log.exception("config reload failed")
+                return False, f"config reload failed: {exc}"
+            await self._apply(config)
+            self._record_load(ok=True)
+            count = len(config.endpoints) if config else 0
+            self._log.info("config reloaded", config=str(self._source.path), endpoints=count)
+            return True, f"config reloaded: {count} endpoints"
+
+    def request_stop(self) -> None:
+        """Ask the agent to shut down (from a signal handler or a test)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads the config."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(self.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        installed = []
+        for sig, handler in (
+            (signal.SIGHUP, on_hup),
+            (signal.SIGTERM, self.request_stop),
+            (signal.SIGINT, self.request_stop),
+        ):
+            try:
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not on this platform or thread
+                pass
+        try:
+            await self._stop.wait()
+            self._log.info("shutting down")
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            for task in reloads:
+                task.cancel()
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Ordered shutdown: stop scheduling and cancel probes, close the prober, close the server."""
+        self._ready = False
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+        await self._prober.aclose()
+        if self._server is not None:
+            await self._server.stop()
+        self._log.info("upwatch stopped")
+
+
+async def probe_once(config: Config, names: Sequence[str] = ()) -> list[ProbeResult]:
+    """Probe the named endpoints (all when none are named) once now, in config order."""
+    endpoints = [config.endpoint(n) for n in names] if names else list(config.endpoints)
+    prober = HttpProber()
+    limit = asyncio.Semaphore(config.max_concurrent_probes)
+
+    async def one(ep: Endpoint) -> ProbeResult:
+        async with limit:
+            prober.prepare(ep)
+            return await prober.probe(ep)
+
+    try:
+        return list(await asyncio.gather(*(one(ep) for ep in endpoints)))
+    finally:
+        await prober.aclose()

@@ -1,0 +1,194 @@
+"""The `upwatch` command line: the only place that prints or exits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .app import DEFAULT_LISTEN, Agent, check_prober_setup, config_source, parse_listen, probe_once
+from .config import Config, ConfigError, Problem, json_schema_text, load_config
+from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
+from .probes.http import HttpProber
+from .results import PHASES, ProbeResult
+
+FORMATS = click.Choice(["text", "json"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="upwatch")
+def main() -> None:
+    """upwatch: HTTP endpoint probes and host metrics for Prometheus."""
+
+
+@main.command()
+@click.option(
+    "--config", "config_file", metavar="FILE", help="Config file [default: $UPWATCH_CONFIG or ./upwatch.yml]."
+)
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT", help="Address to serve on.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+@click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), default=None, help="[default: console on a TTY, else json]"
+)
+def serve(config_file: str | None, listen: str, log_level: str, log_format: str | None) -> None:
+    """Probe the configured endpoints on schedule and serve /metrics."""
+    try:
+        address = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    configure_logging(log_level, log_format)
+    log = get_logger()
+    source = config_source(config_file)
+
+    async def run() -> None:
+        agent = Agent(source=source, listen=address, log=log)
+        await agent.run()
+
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("invalid config", problem=str(problem))
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except OSError as exc:
+        log.error("cannot start", error=str(exc), listen=listen)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+def _check_file(path: str) -> tuple[Config | None, list[Problem]]:
+    """Load one file, TLS material included; never raises."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return None, list(exc.problems)
+    except Exception as exc:  # a bug must still not show a traceback to the user
+        return None, [Problem(path, 1, 1, "(root)", f"internal error while reading the file: {exc!r}")]
+    problems = check_prober_setup(HttpProber(), config, path)
+    return (None, problems) if problems else (config, [])
+
+
+@main.command()
+@click.argument("files", nargs=-1, metavar="[FILE ...]")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def validate(files: tuple[str, ...], fmt: str) -> None:
+    """Check config files; print every problem as FILE:LINE:COL: LOCATION: MESSAGE."""
+    paths = list(files) or [str(config_source(None).path)]
+    reports = []
+    failed = False
+    for path in paths:
+        config, problems = _check_file(path)
+        failed = failed or bool(problems)
+        reports.append((path, config, problems))
+    if fmt == "json":
+        out = [
+            {
+                "file": path,
+                "valid": not problems,
+                "endpoints": len(config.endpoints) if config else None,
+                "problems": [p.as_dict() for p in problems],
+            }
+            for path, config, problems in reports
+        ]
+        click.echo(json.dumps({"valid": not failed, "files": out}, indent=2))
+    else:
+        for path, config, problems in reports:
+            for problem in problems:
+                click.echo(str(problem))
+            if config is not None:
+                click.echo(f"{path}: valid ({len(config.endpoints)} endpoints)")
+    sys.exit(1 if failed else 0)
+
+
+def _cert_days(result: ProbeResult) -> float | None:
+    if result.cert_expiry_timestamp is None:
+        return None
+    return (result.cert_expiry_timestamp - time.time()) / 86400
+
+
+def _result_json(result: ProbeResult) -> dict[str, object]:
+    days = _cert_days(result)
+    return {
+        "endpoint": result.endpoint,
+        "success": result.success,
+        "status_code": result.status_code or None,
+        "duration_seconds": round(result.duration_seconds, 6),
+        "reason": str(result.reason) if result.reason else None,
+        "message": result.message or None,
+        "cert_days_left": round(days, 2) if days is not None else None,
+        "http_version": result.http_version or None,
+        "redirects": result.redirects,
+        "phases": {k: round(v, 6) for k, v in result.phases.items()},
+    }
+
+
+def _table(results: list[ProbeResult]) -> str:
+    header = ["ENDPOINT", "RESULT", "STATUS", "DURATION", "REASON", "CERT DAYS", *(p.upper() for p in PHASES)]
+    rows = [header]
+    for r in results:
+        days = _cert_days(r)
+        reason = f"{r.reason}: {r.message}" if r.reason else ""
+        rows.append(
+            [
+                r.endpoint,
+                "ok" if r.success else "FAILED",
+                str(r.status_code or "-"),
+                f"{r.duration_seconds * 1000:.1f}ms",
+                reason or "-",
+                f"{days:.1f}" if days is not None else "-",
+                *(f"{r.phases.get(p, 0.0) * 1000:.1f}ms" for p in PHASES),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+@main.command()
+@click.option(
+    "--config", "config_file", metavar="FILE", help="Config file [default: $UPWATCH_CONFIG or ./upwatch.yml]."
+)
+@click.argument("endpoints", nargs=-1, metavar="[ENDPOINT ...]")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def probe(config_file: str | None, endpoints: tuple[str, ...], fmt: str) -> None:
+    """Probe each (or each named) endpoint once now; exit 0 only if all succeed."""
+    source = config_source(config_file)
+    config, problems = _check_file(str(source.path))
+    if config is None:
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        sys.exit(2)
+    known = {ep.name for ep in config.endpoints}
+    unknown = [n for n in endpoints if n not in known]
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        listed = ", ".join(sorted(known)) or "none"
+        raise click.UsageError(f"no endpoint named {names} in {source.path}; known: {listed}")
+    if not config.endpoints:
+        click.echo(f"{source.path}: no endpoints to probe", err=True)
+        sys.exit(0)
+    results = asyncio.run(probe_once(config, endpoints))
+    if fmt == "json":
+        click.echo(json.dumps([_result_json(r) for r in results], indent=2))
+    else:
+        click.echo(_table(results))
+    sys.exit(0 if all(r.success for r in results) else 1)
+
+
+@main.command()
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout."
+)
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of the config file (for editors)."""
+    text = json_schema_text()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)

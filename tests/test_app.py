@@ -1,0 +1,158 @@
+"""The agent end to end in-process: /metrics, control paths, status page, reloads."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_httpserver import HTTPServer
+
+from exporter.app import Agent, ConfigSource, parse_listen
+
+LOG = structlog.get_logger()
+
+
+def write_config(path: Path, url: str, *names: str, extra: str = "") -> None:
+    lines = ["endpoints:"]
+    for name in names:
+        lines += [
+            f"  - name: {name}",
+            f"    url: {url}",
+            "    interval: 200ms",
+            "    timeout: 150ms",
+            "    failure_threshold: 1",
+            "    headers: {Authorization: 'Bearer top-secret-token'}",
+            "    labels: {team: payments}",
+            "    slo: {availability: 99.9}",
+        ]
+    path.write_text("\n".join(lines) + "\n" + extra)
+
+
+@pytest.fixture
+async def agent(tmp_path: Path, httpserver: HTTPServer) -> AsyncIterator[tuple[Agent, str, Path]]:
+    httpserver.expect_request("/health").respond_with_data("ok")
+    config = tmp_path / "upwatch.yml"
+    url = httpserver.url_for("/health").replace("http://", "http://user:hunter2@") + "?key=querysecret"
+    write_config(config, url, "orders", "billing")
+    agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG)
+    await agent.start()
+    assert agent.server is not None
+    host, port = agent.server.addresses[0]
+    try:
+        yield agent, f"http://{host}:{port}", config
+    finally:
+        await agent.stop()
+
+
+async def scrape(base: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(f"{base}/metrics")
+    assert resp.status_code == 200
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(resp.text):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(metrics: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str) -> float | None:
+    for key, v in metrics.get(name, {}).items():
+        if all((k, labels[k]) in key for k in labels):
+            return v
+    return None
+
+
+async def test_metrics_control_paths_and_status_page(agent: tuple[Agent, str, Path]) -> None:
+    _, base, _ = agent
+    await asyncio.sleep(0.6)
+    metrics = await scrape(base)
+    assert value(metrics, "probe_success", endpoint="orders", team="payments") == 1
+    assert value(metrics, "upwatch_probes_total", endpoint="billing", result="success")
+    assert value(metrics, "upwatch_endpoint_state", endpoint="orders", state="up") == 1
+    assert value(metrics, "upwatch_endpoint_slo_objective", endpoint="orders") == pytest.approx(0.999)
+    assert value(metrics, "upwatch_config_last_reload_successful") == 1
+    assert value(metrics, "upwatch_build_info") == 1
+    async with httpx.AsyncClient() as client:
+        raw = (await client.get(f"{base}/metrics")).text
+        assert (await client.get(f"{base}/-/healthy")).status_code == 200
+        assert (await client.get(f"{base}/-/ready")).status_code == 200
+        assert (await client.get(f"{base}/-/reload")).status_code == 405
+        page = await client.get(f"{base}/")
+    assert page.status_code == 200
+    assert "orders" in page.text and "UP" in page.text
+    for secret in ("top-secret-token", "hunter2", "querysecret"):
+        assert secret not in raw
+        assert secret not in page.text
+    assert "_created" not in raw
+
+
+async def test_bad_reload_keeps_the_old_config(agent: tuple[Agent, str, Path]) -> None:
+    running, base, config = agent
+    config.write_text("endpoints:\n  - name: broken\n    url: ftp://nope\n")
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(f"{base}/-/reload")
+    assert resp.status_code == 500
+    assert "url" in resp.text and "ftp://nope" in resp.text
+    await asyncio.sleep(0.4)
+    metrics = await scrape(base)
+    assert value(metrics, "upwatch_config_last_reload_successful") == 0
+    assert value(metrics, "upwatch_config_reloads_total", result="failure") == 1
+    assert value(metrics, "probe_success", endpoint="orders") == 1  # still probed
+    assert running.config is not None and [e.name for e in running.config.endpoints] == ["orders", "billing"]
+
+
+async def test_good_reload_adds_and_removes_endpoints(agent: tuple[Agent, str, Path], httpserver: HTTPServer) -> None:
+    _, base, config = agent
+    await asyncio.sleep(0.5)
+    before = value(await scrape(base), "upwatch_probes_total", endpoint="orders", result="success")
+    assert before
+    write_config(config, httpserver.url_for("/health"), "orders", "shipping")
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(f"{base}/-/reload")
+    assert resp.status_code == 200, resp.text
+    await asyncio.sleep(0.5)
+    metrics = await scrape(base)
+    assert value(metrics, "upwatch_config_last_reload_successful") == 1
+    after = value(metrics, "upwatch_probes_total", endpoint="orders", result="success")
+    assert after is not None and after > before  # the counter went on, it was not reset
+    assert value(metrics, "probe_success", endpoint="shipping") == 1
+    assert value(metrics, "probe_success", endpoint="billing") is None
+
+
+async def test_host_only_when_no_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    agent = Agent(source=ConfigSource(tmp_path / "upwatch.yml", False), listen=("127.0.0.1", 0), log=LOG)
+    await agent.start()
+    try:
+        assert agent.config is None
+        assert agent.server is not None
+        host, port = agent.server.addresses[0]
+        metrics = await scrape(f"http://{host}:{port}")
+        assert value(metrics, "upwatch_build_info") == 1
+        assert "probe_success" not in metrics
+    finally:
+        await agent.stop()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (":9877", ("", 9877)),
+        ("127.0.0.1:9100", ("127.0.0.1", 9100)),
+        ("[::1]:9877", ("::1", 9877)),
+        ("localhost:0", ("localhost", 0)),
+    ],
+)
+def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9877", "host:", "host:99999", "::1:9877", "a:b"])
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="listen address"):
+        parse_listen(text)
