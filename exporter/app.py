@@ -62,7 +62,8 @@ def check_prober_setup(prober: HttpProber, config: Config, file: str) -> list[Pr
         try:
             prober.prepare(ep)
         except ProberSetupError as exc:
-            problems.append(Problem(file, 1, 1, f"endpoints[{ep.name}].tls", str(exc)))
+            line, column = config.position(ep.name, "tls")
+            problems.append(Problem(file, line, column, f"endpoints[{ep.name}].tls", str(exc)))
     return problems
 
 
@@ -145,7 +146,7 @@ class Agent:
         self._ready = True
         self._log.info(
             "upwatch started",
-            listen=[f"{h}:{p}" for h, p in self._server.addresses],
+            listen=[f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self._server.addresses],
             config=str(self._source.path) if config else None,
             endpoints=len(config.endpoints) if config else 0,
         )

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     Strict,
     ValidationError,
     WithJsonSchema,
@@ -208,23 +209,30 @@ def _compile_regex(value: object) -> re.Pattern[str]:
         raise ValueError(f"invalid regular expression {_clip(value)}: {reason}") from None
 
 
+def _url_for_message(url: str) -> str:
+    """A URL as problem messages show it: credentials and query string masked (they may hold secrets)."""
+    url = re.sub(r"^([^:/?#]*://)[^/?#]*@", r"\1***@", url)
+    return re.sub(r"[?#].*$", lambda m: m.group(0)[0] + "***", url, flags=re.DOTALL)
+
+
 def _check_url(value: str) -> str:
+    shown = _url_for_message(value)
     if any(ch.isspace() for ch in value):
-        raise ValueError(f"invalid URL {value!r}: contains whitespace")
+        raise ValueError(f"invalid URL {shown!r}: contains whitespace")
     try:
         parts = urlsplit(value)
     except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
-        raise ValueError(f"invalid URL {value!r}: {exc}") from None
+        raise ValueError(f"invalid URL {shown!r}: {exc}") from None
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"invalid URL {value!r}: scheme must be http or https")
+        raise ValueError(f"invalid URL {shown!r}: scheme must be http or https")
     if not parts.hostname:
-        raise ValueError(f"invalid URL {value!r}: no host")
+        raise ValueError(f"invalid URL {shown!r}: no host")
     try:
         port = parts.port
     except ValueError:
         port = 0
     if port == 0:
-        raise ValueError(f"invalid URL {value!r}: bad port")
+        raise ValueError(f"invalid URL {shown!r}: bad port")
     return value
 
 
@@ -479,6 +487,13 @@ class Config(_Model):
     endpoints: list[Endpoint] = Field(default_factory=list)
     host: HostConfig = Field(default_factory=HostConfig)
     max_concurrent_probes: int = Field(default=64, ge=1, le=10000, description="probes running at once, at most")
+    # Where each endpoint's keys were written, for problems found after loading (e.g. TLS files
+    # that do not parse): (endpoint name, key) -> (line, column).
+    _positions: dict[tuple[str, str], tuple[int, int]] = PrivateAttr(default_factory=dict)
+
+    def position(self, endpoint: str, key: str = "") -> tuple[int, int]:
+        """Line and column where an endpoint's key (or the endpoint) was written; (1, 1) if unknown."""
+        return self._positions.get((endpoint, key)) or self._positions.get((endpoint, ""), (1, 1))
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint of this name."""
@@ -905,6 +920,7 @@ def _validate(data: dict[str, object], doc: _Document, base_dir: Path) -> Config
         doc.problem(("endpoints",), f"must be a list of endpoints, got {_type_name(raw_endpoints)}")
         return None
     endpoints: list[Endpoint] = []
+    positions: dict[tuple[str, str], tuple[int, int]] = {}
     first_use: dict[str, int] = {}
     for i, item in enumerate(raw_endpoints):
         path: PathKey = ("endpoints", i)
@@ -926,10 +942,15 @@ def _validate(data: dict[str, object], doc: _Document, base_dir: Path) -> Config
             continue
         if timing_ok:
             endpoints.append(_resolve_files(endpoint, doc, path, sources, base_dir))
+            positions[(endpoint.name, "")] = doc.mark(path)
+            for key in merged:
+                positions[(endpoint.name, key)] = doc.mark(_source((key,), sources, path))
 
     if doc.problems or top_model is None:
         return None
-    return top_model.model_copy(update={"endpoints": endpoints})
+    config = top_model.model_copy(update={"endpoints": endpoints})
+    config._positions = positions
+    return config
 
 
 def _merge(

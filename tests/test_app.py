@@ -156,3 +156,18 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="listen address"):
         parse_listen(text)
+
+
+async def test_metrics_are_gzipped_when_asked_and_in_text_format(agent: tuple[Agent, str, Path]) -> None:
+    _, base, _ = agent
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient() as client:
+        zipped = await client.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
+        plain = await client.get(f"{base}/metrics", headers={"Accept-Encoding": "identity"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Content-Encoding" not in plain.headers
+    assert zipped.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    # same families either way (values may have moved on between the two scrapes)
+    names = {f.name for f in text_string_to_metric_families(zipped.text)}
+    assert names == {f.name for f in text_string_to_metric_families(plain.text)}
+    assert {"probe_success", "upwatch_probes", "upwatch_build_info"} <= names

@@ -1527,3 +1527,20 @@ def test_non_ascii_header_values_are_rejected() -> None:
     assert [p.message for p in info.value.problems] == [
         "header values must be ASCII (encode other text, e.g. percent-encoding)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("ftp://user:hunter2@host/x", "ftp://***@host/x"),
+        ("ftp://host/x?token=hunter2", "ftp://host/x?***"),
+        ("ftp://host/x#hunter2", "ftp://host/x#***"),
+    ],
+)
+def test_url_problems_do_not_show_secrets(url: str, shown: str) -> None:
+    raw = f"endpoints:\n  - name: api\n    url: '{url}'\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "c.yml", env={})
+    (problem,) = info.value.problems
+    assert "hunter2" not in str(problem)
+    assert problem.message == f"invalid URL {shown!r}: scheme must be http or https"
