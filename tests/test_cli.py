@@ -293,3 +293,42 @@ def test_serve_refuses_an_invalid_config_at_start(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"{cfg}:2:5: endpoints[x]: missing required key 'url'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_logs_failures_and_state_changes_without_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "upwatch.yml"
+    url = f"http://user:hunter2@127.0.0.1:{free_port()}/x?token=querysecret"
+    cfg.write_text(
+        "endpoints:\n"
+        f"  - name: down\n    url: '{url}'\n    interval: 200ms\n    timeout: 100ms\n    failure_threshold: 2\n"
+        "    headers: {Authorization: 'Bearer headersecret'}\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [*UPWATCH, "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}", "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def page() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).text
+        except httpx.TransportError:
+            return ""
+
+    try:
+        wait_for(lambda: "DOWN" in page(), timeout=20)
+        text = page()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e["event"] == "probe failed"]
+    assert failed and failed[0]["reason"] == "connect" and failed[0]["endpoint"] == "down"
+    changes = [e for e in events if e["event"] == "endpoint state changed"]
+    assert [(c["old"], c["new"]) for c in changes] == [("unknown", "down")]
+    assert changes[0]["url"] == f"http://127.0.0.1:{url.split(':')[3].split('/')[0]}/x"
+    for secret in ("hunter2", "querysecret", "headersecret"):
+        assert secret not in err
+        assert secret not in text
