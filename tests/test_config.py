@@ -1544,3 +1544,80 @@ def test_url_problems_do_not_show_secrets(url: str, shown: str) -> None:
     (problem,) = info.value.problems
     assert "hunter2" not in str(problem)
     assert problem.message == f"invalid URL {shown!r}: scheme must be http or https"
+
+
+# -- the host section -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            "host:\n  collectors: {cpux: false}\n",
+            "c.yml:2:16: host.collectors.cpux: unknown key 'cpux' (did you mean 'cpu'?)",
+        ),
+        (
+            "host:\n  collectors: {cpu: 'no'}\n",
+            "c.yml:2:21: host.collectors.cpu: must be true or false, got a string 'no'",
+        ),
+        (
+            "host:\n  netdev: {devices_include: a, devices_exclude: b}\n",
+            "c.yml:2:11: host.netdev: set devices_include or devices_exclude, not both",
+        ),
+        (
+            "host:\n  diskstats: {devices_include: a, devices_exclude: b}\n",
+            "c.yml:2:14: host.diskstats: set devices_include or devices_exclude, not both",
+        ),
+        (
+            "host:\n  filesystem: {fs_types_include: a, fs_types_exclude: b}\n",
+            "c.yml:2:15: host.filesystem: set fs_types_include or fs_types_exclude, not both",
+        ),
+        (
+            "host:\n  vmstat: {fields: '('}\n",
+            "c.yml:2:20: host.vmstat.fields: invalid regular expression '(': "
+            "missing ), unterminated subpattern at position 0",
+        ),
+        (
+            "host:\n  filesystem: {mount_timeout: 5}\n",
+            "c.yml:2:31: host.filesystem.mount_timeout: duration 5 needs a unit, e.g. '5s'",
+        ),
+        (
+            "host:\n  paths: {procs: /host/proc}\n",
+            "c.yml:2:11: host.paths.procs: unknown key 'procs' (did you mean 'procfs'?)",
+        ),
+    ],
+)
+def test_bad_host_sections(raw: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "c.yml", env={})
+    assert [str(p) for p in info.value.problems] == [expected]
+
+
+def test_host_defaults_are_node_exporters_and_an_include_replaces_the_default_exclude() -> None:
+    from exporter.config import NODE_DISK_DEVICES_EXCLUDE, NODE_FS_TYPES_EXCLUDE, NODE_MOUNT_POINTS_EXCLUDE
+
+    host = parse_config("host: {}\n", "c.yml", env={}).host
+    assert host.enabled
+    assert host.collectors.enabled()[:3] == ("cpu", "loadavg", "meminfo")
+    assert host.filesystem.mount_points_exclude is not None
+    assert host.filesystem.mount_points_exclude.pattern == NODE_MOUNT_POINTS_EXCLUDE
+    assert host.filesystem.fs_types_exclude is not None
+    assert host.filesystem.fs_types_exclude.pattern == NODE_FS_TYPES_EXCLUDE
+    assert host.diskstats.devices_exclude is not None
+    assert host.diskstats.devices_exclude.pattern == NODE_DISK_DEVICES_EXCLUDE
+    assert host.diskstats.devices_exclude.search("sda1") and not host.diskstats.devices_exclude.search("sda")
+    assert host.filesystem.mount_points_exclude.search("/proc/sys") and not host.filesystem.mount_points_exclude.search(
+        "/"
+    )
+    custom = parse_config(
+        "host:\n  collectors: {netstat: false}\n  paths: {procfs: /host/proc, rootfs: /rootfs}\n"
+        "  diskstats: {devices_include: '^sd'}\n  filesystem: {mount_points_include: '^/data'}\n",
+        "c.yml",
+        env={},
+    ).host
+    assert "netstat" not in custom.collectors.enabled()
+    assert str(custom.paths.procfs) == "/host/proc" and str(custom.paths.rootfs) == "/rootfs"
+    assert str(custom.paths.sysfs) == "/sys"
+    assert custom.diskstats.devices_exclude is None
+    assert custom.filesystem.mount_points_exclude is None
+    assert custom.filesystem.fs_types_exclude is not None  # untouched
