@@ -14,8 +14,18 @@ from typing import Any
 from prometheus_client.registry import CollectorRegistry
 
 from .collectors.agent import AgentCollector, ReloadStatus
+from .collectors.host import HostCollector
 from .collectors.probes import ProbeExposition
-from .config import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, Config, ConfigError, Endpoint, Problem, load_config
+from .config import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_FILE,
+    Config,
+    ConfigError,
+    Endpoint,
+    HostConfig,
+    Problem,
+    load_config,
+)
 from .probes.http import HttpProber, ProberSetupError
 from .results import ProbeResult
 from .scheduler import Scheduler
@@ -83,6 +93,8 @@ class Agent:
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._config: Config | None = None
+        self._host: HostCollector | None = None
+        self._host_config: HostConfig | None = None
         self._status = ReloadStatus(successful=True, last_success_timestamp=0.0, successes=0, failures=0)
         self._ready = False
 
@@ -120,7 +132,7 @@ class Agent:
         self._record_load(ok=True)
         if config is None:
             self._log.info(
-                "no config file found; serving host metrics only",
+                "no config file found; serving host metrics only (no endpoints to probe)",
                 looked_for=str(self._source.path),
                 hint=f"pass --config or set {CONFIG_ENV_VAR}",
             )
@@ -155,7 +167,21 @@ class Agent:
         assert self._scheduler is not None
         endpoints: Sequence[Endpoint] = config.endpoints if config else ()
         await self._scheduler.apply(endpoints, config.max_concurrent_probes if config else None)
+        self._apply_host(config.host if config else HostConfig())
         self._config = config
+
+    def _apply_host(self, host: HostConfig) -> None:
+        """(Re)build the host collector when its settings changed; none when host metrics are off."""
+        if host == self._host_config:
+            return
+        if self._host is not None:
+            self._registry.unregister(self._host)
+            self._host.close()
+            self._host = None
+        if host.enabled:
+            self._host = HostCollector(host, log=self._log)
+            self._registry.register(self._host)
+        self._host_config = host
 
     def _record_load(self, *, ok: bool) -> None:
         s = self._status
@@ -228,6 +254,8 @@ class Agent:
         await self._prober.aclose()
         if self._server is not None:
             await self._server.stop()
+        if self._host is not None:
+            self._host.close()
         self._log.info("upwatch stopped")
 
 
