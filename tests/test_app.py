@@ -171,3 +171,32 @@ async def test_metrics_are_gzipped_when_asked_and_in_text_format(agent: tuple[Ag
     names = {f.name for f in text_string_to_metric_families(zipped.text)}
     assert names == {f.name for f in text_string_to_metric_families(plain.text)}
     assert {"probe_success", "upwatch_probes", "upwatch_build_info"} <= names
+
+
+async def test_reload_rebuilds_host_metrics(tmp_path: Path) -> None:
+    config = tmp_path / "upwatch.yml"
+    config.write_text("host: {enabled: true}\n")
+    agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG)
+    await agent.start()
+    try:
+        assert agent.server is not None
+        host, port = agent.server.addresses[0]
+        base = f"http://{host}:{port}"
+        metrics = await scrape(base)
+        assert value(metrics, "node_load1") is not None
+        assert value(metrics, "node_scrape_collector_success", collector="vmstat") == 1
+
+        config.write_text("host: {collectors: {vmstat: false}}\n")
+        assert (await agent.reload())[0]
+        metrics = await scrape(base)
+        assert value(metrics, "node_load1") is not None
+        assert value(metrics, "node_scrape_collector_success", collector="vmstat") is None
+        assert "node_vmstat_pgmajfault" not in metrics
+
+        config.write_text("host: {enabled: false}\n")
+        assert (await agent.reload())[0]
+        metrics = await scrape(base)
+        assert not [name for name in metrics if name.startswith("node_")]
+        assert value(metrics, "upwatch_build_info") == 1
+    finally:
+        await agent.stop()
