@@ -40,6 +40,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "upwatch_endpoint_state_since_timestamp_seconds": ("gauge", frozenset()),
     "upwatch_probe_last_run_timestamp_seconds": ("gauge", frozenset()),
     "upwatch_endpoint_slo_objective": ("gauge", frozenset()),
+    "upwatch_endpoint_interval_seconds": ("gauge", frozenset()),
+    "upwatch_endpoint_timeout_seconds": ("gauge", frozenset()),
     "upwatch_endpoint_info": ("gauge", frozenset({"url", "method"})),
 }
 BLACKBOX = [name for name in CONTRACT if name.startswith("probe_")]
@@ -259,6 +261,8 @@ def test_state_incidents_downtime_and_since(store: ResultStore, registry: Collec
 def test_slo_objective_ratio(registry: CollectorRegistry, store: ResultStore) -> None:
     assert registry.get_sample_value("upwatch_endpoint_slo_objective", orders()) == 0.999
     assert registry.get_sample_value("upwatch_endpoint_slo_objective", plain()) is None
+    assert registry.get_sample_value("upwatch_endpoint_interval_seconds", plain()) == 30.0
+    assert registry.get_sample_value("upwatch_endpoint_timeout_seconds", plain()) == 10.0
     store.sync([endpoint("orders-api", labels=LABELS, slo={"availability": 99.95})])
     assert registry.get_sample_value("upwatch_endpoint_slo_objective", orders()) == 0.9995
 

@@ -59,6 +59,8 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "upwatch_endpoint_state_since_timestamp_seconds": (_GAUGE, "When the current state began, unix seconds."),
     "upwatch_probe_last_run_timestamp_seconds": (_GAUGE, "When the last probe finished, unix seconds."),
     "upwatch_endpoint_slo_objective": (_GAUGE, "Availability objective of the endpoint as a ratio (0.999 for 99.9%)."),
+    "upwatch_endpoint_interval_seconds": (_GAUGE, "Configured time between two probes of the endpoint, in seconds."),
+    "upwatch_endpoint_timeout_seconds": (_GAUGE, "Configured deadline of one probe of the endpoint, in seconds."),
     "upwatch_endpoint_info": (_GAUGE, "Probed endpoint: URL without credentials or query string, and HTTP method."),
 }
 
@@ -205,6 +207,8 @@ def _add_counters(families: dict[str, Metric], base: Labels, ep: EndpointSnapsho
         put("upwatch_probe_last_run_timestamp_seconds", ep.last_run)
     if ep.endpoint.slo is not None:
         put("upwatch_endpoint_slo_objective", _ratio(ep.endpoint.slo.availability))
+    put("upwatch_endpoint_interval_seconds", ep.endpoint.interval)
+    put("upwatch_endpoint_timeout_seconds", ep.endpoint.timeout)
     put("upwatch_endpoint_info", 1.0, {"url": ep.endpoint.safe_url, "method": ep.endpoint.method})
 
 
