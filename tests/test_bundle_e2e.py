@@ -1,0 +1,304 @@
+"""End to end: upwatch + Prometheus + Alertmanager started by scripts/bundle.py from the repository's files.
+
+Only the intervals (scrape, evaluation, group_wait, group_interval), the SMTP server address and
+the secrets folder are injected for the test; rules, routes, inhibitions and templates are the
+shipped ones. A pytest-httpserver serves the probed endpoint (switched up and down by the test)
+and receives Slack webhooks; aiosmtpd receives the emails.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import itertools
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from helpers import REPO, free_port, program
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+GROUP_INTERVAL = 6.0  # injected; the shipped file says 5m
+SMTP_PASSWORD = "smtp-secret-from-file"
+
+
+@dataclass
+class Inbox:
+    """What the fake Slack and the SMTP server received, with arrival times."""
+
+    slack: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    mail: list[tuple[float, EmailMessage]] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def slack_about(self, alertname: str) -> list[tuple[float, dict[str, Any]]]:
+        with self.lock:
+            return [(t, m) for t, m in self.slack if alertname in json.dumps(m)]
+
+    def mail_about(self, alertname: str) -> list[tuple[float, EmailMessage]]:
+        with self.lock:
+            return [(t, m) for t, m in self.mail if alertname in m["Subject"] + _body(m)]
+
+
+def _body(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("html", "plain"))
+    return part.get_content() if part is not None else ""
+
+
+def resolved(payload: dict[str, Any]) -> bool:
+    """Whether a Slack message reports the group as all resolved (the template colours it "good")."""
+    return any(a.get("color") == "good" for a in payload.get("attachments", []))
+
+
+class _MailHandler:
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        with self.inbox.lock:
+            self.inbox.mail.append((time.monotonic(), message))
+        return "250 OK"
+
+
+@dataclass
+class Stack:
+    """The running bundle and the knobs the test turns."""
+
+    inbox: Inbox
+    endpoint_url: str
+    prometheus: str
+    alertmanager: str
+    set_healthy: Callable[[bool], None]
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    program("prometheus")
+    program("prometheus-alertmanager")
+    tmp: Path = tmp_path_factory.mktemp("bundle")
+    inbox = Inbox()
+    healthy = threading.Event()
+    healthy.set()
+
+    web = HTTPServer(host="127.0.0.1", port=free_port())
+    web.expect_request("/health").respond_with_handler(
+        lambda req: Response("ok" if healthy.is_set() else "down", status=200 if healthy.is_set() else 503)
+    )
+
+    def slack(req: Request) -> Response:
+        with inbox.lock:
+            inbox.slack.append((time.monotonic(), json.loads(req.get_data())))
+        return Response("ok")
+
+    web.expect_request("/slack-webhook", method="POST").respond_with_handler(slack)
+    web.start()
+
+    def authenticate(server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        if isinstance(data, LoginPassword):
+            with inbox.lock:
+                inbox.logins.append((data.login.decode(), data.password.decode()))
+            return AuthResult(success=data.password.decode() == SMTP_PASSWORD)
+        return AuthResult(success=False)
+
+    smtp_port = free_port()
+    smtp = Controller(
+        _MailHandler(inbox),
+        hostname="127.0.0.1",
+        port=smtp_port,
+        authenticator=authenticate,
+        auth_require_tls=False,
+        auth_exclude_mechanism=["LOGIN"],  # Alertmanager authenticates with PLAIN
+    )
+    smtp.start()
+
+    secrets = tmp / "secrets"
+    secrets.mkdir()
+    (secrets / "slack_webhook_url").write_text(web.url_for("/slack-webhook") + "\n")
+    (secrets / "smtp_password").write_text(SMTP_PASSWORD)  # Alertmanager uses the file byte for byte
+    endpoint_url = web.url_for("/health")
+    upwatch_config = tmp / "upwatch.yml"
+    upwatch_config.write_text(
+        "endpoints:\n"
+        "  - name: checkout\n"
+        f"    url: {endpoint_url}\n"
+        "    interval: 1s\n    timeout: 500ms\n    failure_threshold: 2\n    success_threshold: 1\n"
+        "    labels: {team: web}\n"
+        "host: {enabled: false}\n"
+    )
+    prom_override = tmp / "prometheus-override.yml"
+    prom_override.write_text("global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n")
+    am_override = tmp / "alertmanager-override.yml"
+    am_override.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"smtp_smarthost": f"127.0.0.1:{smtp_port}", "smtp_require_tls": False},
+                "route": {"group_wait": "1s", "group_interval": f"{GROUP_INTERVAL:g}s", "repeat_interval": "1h"},
+            }
+        )
+    )
+    ports = {"upwatch": free_port(), "prometheus": free_port(), "alertmanager": free_port()}
+    ready = tmp / "ready.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bundle.py"),
+            "--workdir",
+            str(tmp / "work"),
+            "--upwatch-config",
+            str(upwatch_config),
+            "--upwatch-port",
+            str(ports["upwatch"]),
+            "--prometheus-port",
+            str(ports["prometheus"]),
+            "--alertmanager-port",
+            str(ports["alertmanager"]),
+            "--secrets",
+            str(secrets),
+            "--prometheus-override",
+            str(prom_override),
+            "--alertmanager-override",
+            str(am_override),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for("the bundle to start", lambda: ready.exists() or proc.poll() is not None, 90)
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            logs = "\n".join(p.read_text()[-3000:] for p in (tmp / "work").glob("*.log"))
+            pytest.fail(f"scripts/bundle.py exited {proc.returncode}:\n{out}\n{err}\n{logs}")
+        urls = json.loads(ready.read_text())
+        yield Stack(
+            inbox=inbox,
+            endpoint_url=endpoint_url,
+            prometheus=urls["prometheus"],
+            alertmanager=urls["alertmanager"],
+            set_healthy=lambda up: healthy.set() if up else healthy.clear(),
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        smtp.stop()
+        web.clear()
+        web.stop()
+
+
+def firing_alerts(stack: Stack) -> set[str]:
+    resp = httpx.get(f"{stack.prometheus}/api/v1/alerts", timeout=5).json()
+    return {a["labels"]["alertname"] for a in resp["data"]["alerts"] if a["state"] == "firing"}
+
+
+def test_the_stack_scrapes_upwatch(stack: Stack) -> None:
+    def up() -> bool:
+        resp = httpx.get(f"{stack.prometheus}/api/v1/query", params={"query": 'probe_success{endpoint="checkout"}'})
+        result = resp.json()["data"]["result"]
+        return bool(result) and result[0]["value"][1] == "1"
+
+    wait_for("Prometheus to see the endpoint up", up, 30)
+    time.sleep(2)
+    assert not stack.inbox.slack_about("EndpointDown")
+    assert not stack.inbox.mail_about("EndpointDown")
+
+
+def test_endpoint_down_notifies_slack_and_email_once_then_resolves(stack: Stack) -> None:
+    inbox = stack.inbox
+    went_down = time.monotonic()
+    stack.set_healthy(False)
+    wait_for(
+        "EndpointDown on Slack and by email",
+        lambda: inbox.slack_about("EndpointDown") and inbox.mail_about("EndpointDown"),
+        40,
+    )
+    (first_at, message), *_ = inbox.slack_about("EndpointDown")
+    assert first_at - went_down < 30, "first notification within 30 s of the endpoint going down"
+    text = json.dumps(message)
+    assert "checkout" in text and stack.endpoint_url in text
+    (_, mail), *_ = inbox.mail_about("EndpointDown")
+    assert "checkout" in mail["Subject"] + _body(mail)
+    assert stack.endpoint_url in _body(mail)
+    assert mail["To"] == "oncall@example.com"
+
+    time.sleep(GROUP_INTERVAL * 1.5)  # a group interval later: nothing new while it stays down
+    assert len(inbox.slack_about("EndpointDown")) == 1
+    assert len(inbox.mail_about("EndpointDown")) == 1
+
+    stack.set_healthy(True)
+    wait_for("a resolved message on Slack", lambda: any(resolved(m) for _, m in inbox.slack_about("EndpointDown")), 40)
+    wait_for("a resolved email", lambda: len(inbox.mail_about("EndpointDown")) == 2, 20)
+    assert len(inbox.slack_about("EndpointDown")) == 2
+
+
+def test_flapping_never_notifies_more_than_once_per_group_interval(stack: Stack) -> None:
+    inbox = stack.inbox
+    before = len(inbox.slack_about("EndpointDown"))
+    started = time.monotonic()
+    for _ in range(5):  # down for ~2.5 s (2 failed probes open an incident), up for ~2.5 s
+        stack.set_healthy(False)
+        time.sleep(2.5)
+        stack.set_healthy(True)
+        time.sleep(2.5)
+    flapping = time.monotonic() - started
+    time.sleep(GROUP_INTERVAL * 2.5)  # let the last group interval pass
+    times = [t for t, _ in inbox.slack_about("EndpointDown")]
+    during = times[before:]
+    assert during, "the flapping endpoint was notified at least once"
+    assert len(during) <= flapping / GROUP_INTERVAL + 2
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap >= GROUP_INTERVAL - 1.0 for gap in gaps), f"notifications closer than a group interval: {gaps}"
+    mail_times = [t for t, _ in inbox.mail_about("EndpointDown")]
+    mail_gaps = [b - a for a, b in itertools.pairwise(mail_times)]
+    assert all(gap >= GROUP_INTERVAL - 1.0 for gap in mail_gaps), f"emails closer than a group interval: {mail_gaps}"
+
+
+def test_a_warning_goes_to_slack_only(stack: Stack) -> None:
+    # The flapping above made EndpointFlapping (warning) fire; it is inhibited only while
+    # EndpointDown fires, and the endpoint is up now.
+    assert "EndpointFlapping" in firing_alerts(stack)
+    wait_for("EndpointFlapping on Slack", lambda: bool(stack.inbox.slack_about("EndpointFlapping")), 30)
+    time.sleep(2)
+    assert not stack.inbox.mail_about("EndpointFlapping")
+    text = json.dumps(stack.inbox.slack_about("EndpointFlapping")[0][1])
+    assert "checkout" in text and "warning" in text.lower()
+
+
+def test_secrets_came_from_the_files(stack: Stack) -> None:
+    # Slack messages only reach the URL written in secrets/slack_webhook_url, and the SMTP
+    # login used the password from secrets/smtp_password.
+    assert stack.inbox.slack
+    assert stack.inbox.logins and all(password == SMTP_PASSWORD for _, password in stack.inbox.logins)
+    shipped = (REPO / "alertmanager" / "alertmanager.yml").read_text()
+    assert SMTP_PASSWORD not in shipped and "slack-webhook" not in shipped
