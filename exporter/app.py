@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.registry import CollectorRegistry
-
 from .collectors.agent import AgentCollector, ReloadStatus
 from .collectors.host import HostCollector
 from .collectors.probes import ProbeExposition
@@ -87,9 +85,14 @@ class Agent:
         self._prober = HttpProber()
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
-        self._registry = CollectorRegistry(auto_describe=False)
         self._scheduler: Scheduler | None = None
-        self._server: MetricsServer | None = None
+        self._server = MetricsServer(
+            probe_text=self._exposition.render,
+            ready=self.ready,
+            reload=self.reload,
+            snapshot=self._store.snapshot,
+            log=self._log,
+        )
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._config: Config | None = None
@@ -104,8 +107,8 @@ class Agent:
         return self._config
 
     @property
-    def server(self) -> MetricsServer | None:
-        """The HTTP server, once started."""
+    def server(self) -> MetricsServer:
+        """The HTTP server (listening once started)."""
         return self._server
 
     def ready(self) -> bool:
@@ -136,7 +139,7 @@ class Agent:
                 looked_for=str(self._source.path),
                 hint=f"pass --config or set {CONFIG_ENV_VAR}",
             )
-        self._registry.register(AgentCollector(self.reload_status))
+        self._server.register(AgentCollector(self.reload_status))
         self._scheduler = Scheduler(
             prober=self._prober,
             store=self._store,
@@ -145,14 +148,6 @@ class Agent:
             on_result=lambda result: self._exposition.refresh((result.endpoint,)),
         )
         await self._apply(config)
-        self._server = MetricsServer(
-            registry=self._registry,
-            probe_text=self._exposition.render,
-            ready=self.ready,
-            reload=self.reload,
-            snapshot=self._store.snapshot,
-            log=self._log,
-        )
         host, port = self._listen
         await self._server.start(host, port)
         self._ready = True
@@ -175,12 +170,12 @@ class Agent:
         if host == self._host_config:
             return
         if self._host is not None:
-            self._registry.unregister(self._host)
+            self._server.unregister(self._host)
             self._host.close()
             self._host = None
         if host.enabled:
             self._host = HostCollector(host, log=self._log)
-            self._registry.register(self._host)
+            self._server.register(self._host)
         self._host_config = host
 
     def _record_load(self, *, ok: bool) -> None:
@@ -252,8 +247,7 @@ class Agent:
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self._prober.aclose()
-        if self._server is not None:
-            await self._server.stop()
+        await self._server.stop()
         if self._host is not None:
             self._host.close()
         self._log.info("upwatch stopped")

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import __version__
 from .store import EndpointSnapshot, StoreSnapshot
@@ -25,14 +25,14 @@ class MetricsServer:
     def __init__(
         self,
         *,
-        registry: CollectorRegistry,
         probe_text: Callable[[], str],
         ready: Callable[[], bool],
         reload: ReloadFn,
         snapshot: Callable[[], StoreSnapshot],
         log: Any,
     ) -> None:
-        self._registry = registry
+        # The server's own registry (never the global one): the agent's and the host's collectors.
+        self._registry = CollectorRegistry(auto_describe=False)
         self._probe_text = probe_text
         self._ready = ready
         self._reload = reload
@@ -48,6 +48,14 @@ class MetricsServer:
         app.router.add_put("/-/reload", self._reload_handler)
         app.router.add_get("/", self._index)
         self.app = app
+
+    def register(self, collector: Collector) -> None:
+        """Serve a collector's metrics on /metrics."""
+        self._registry.register(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        """Stop serving a collector's metrics."""
+        self._registry.unregister(collector)
 
     async def start(self, host: str, port: int) -> None:
         """Listen on host:port (port 0 picks a free one; see `port`)."""
