@@ -915,10 +915,7 @@ def test_unreadable_file_is_a_problem_not_an_exception(tmp_path: Path) -> None:
 
 
 def test_example_config_loads() -> None:
-    example = REPO / "upwatch.yml"
-    if not example.exists():
-        pytest.skip("upwatch.yml is not written yet")
-    config = load_config(example, env={})
+    config = load_config(REPO / "upwatch.yml", env={})
     assert config.endpoints
     assert len({e.name for e in config.endpoints}) == len(config.endpoints)
     for endpoint in config.endpoints:
