@@ -34,7 +34,7 @@ SEVERITY_DEFAULT = re.compile(
     r'label_replace\(\s*upwatch_endpoint_state\{state="down"\}\s*==\s*1\s*,'
     r'\s*"severity"\s*,\s*"critical"\s*,\s*"severity"\s*,\s*""\s*\)'
 )
-JOBS = {"upwatch": "upwatch:9877", "prometheus": "prometheus:9090", "alertmanager": "alertmanager:9093"}
+JOBS = {"upwatch": "host.docker.internal:9877", "prometheus": "prometheus:9090", "alertmanager": "alertmanager:9093"}
 # Alerts about the agent as a whole; every other alert of upwatch-alerts.yml is about one endpoint.
 AGENT_ALERTS = {"UpwatchDown", "UpwatchConfigReloadFailed"}
 
@@ -266,5 +266,5 @@ def test_prometheus_config_follows_the_spec() -> None:
 
 @pytest.mark.parametrize(("job", "target"), JOBS.items())
 def test_committed_targets_are_the_compose_services(job: str, target: str) -> None:
-    """targets/<job>.yml names the compose service."""
+    """targets/<job>.yml names the compose service (the host gateway for upwatch)."""
     assert load(REPO / "targets" / f"{job}.yml") == [{"targets": [target]}]
