@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,3 +95,82 @@ def scrape(url: str) -> tuple[dict[str, str], Samples]:
         for s in family.samples:
             samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
     return types, samples
+
+
+def wait_for(what: str, predicate: Callable[[], object], timeout: float) -> None:
+    """Poll until `predicate()` is true; fail saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class NativeBundle:
+    """A running scripts/bundle.py: its URLs and ports."""
+
+    prometheus: str
+    alertmanager: str
+    upwatch: str
+    ports: dict[str, int]
+
+
+@contextmanager
+def native_bundle(
+    tmp: Path,
+    *,
+    upwatch_config: Path,
+    secrets: Path,
+    prometheus_override: dict[str, Any],
+    alertmanager_override: dict[str, Any],
+) -> Iterator[NativeBundle]:
+    """Run the whole bundle with scripts/bundle.py on free loopback ports, with test-only overrides."""
+    program("prometheus")
+    program("prometheus-alertmanager")
+    overrides = {}
+    for name, data in (("prometheus", prometheus_override), ("alertmanager", alertmanager_override)):
+        overrides[name] = tmp / f"{name}-override.yml"
+        overrides[name].write_text(yaml.safe_dump(data))
+    ports = {"upwatch": free_port(), "prometheus": free_port(), "alertmanager": free_port()}
+    ready = tmp / "ready.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bundle.py"),
+            "--workdir",
+            str(tmp / "work"),
+            "--upwatch-config",
+            str(upwatch_config),
+            *(arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))),
+            "--secrets",
+            str(secrets),
+            "--prometheus-override",
+            str(overrides["prometheus"]),
+            "--alertmanager-override",
+            str(overrides["alertmanager"]),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for("the bundle to start", lambda: ready.exists() or proc.poll() is not None, 90)
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            logs = "\n".join(p.read_text()[-3000:] for p in (tmp / "work").glob("*.log"))
+            pytest.fail(f"scripts/bundle.py exited {proc.returncode}:\n{out}\n{err}\n{logs}")
+        urls = json.loads(ready.read_text())
+        yield NativeBundle(
+            prometheus=urls["prometheus"], alertmanager=urls["alertmanager"], upwatch=urls["upwatch"], ports=ports
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

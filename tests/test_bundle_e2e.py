@@ -12,8 +12,6 @@ import email
 import email.policy
 import itertools
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,11 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from helpers import REPO, free_port, program
+from helpers import REPO, free_port, native_bundle, program, wait_for
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -88,15 +85,6 @@ class Stack:
     set_healthy: Callable[[bool], None]
 
 
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     program("prometheus")
@@ -151,67 +139,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "    labels: {team: web}\n"
         "host: {enabled: false}\n"
     )
-    prom_override = tmp / "prometheus-override.yml"
-    prom_override.write_text("global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n")
-    am_override = tmp / "alertmanager-override.yml"
-    am_override.write_text(
-        yaml.safe_dump(
-            {
+    try:
+        with native_bundle(
+            tmp,
+            upwatch_config=upwatch_config,
+            secrets=secrets,
+            prometheus_override={
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
+            },
+            alertmanager_override={
                 "global": {"smtp_smarthost": f"127.0.0.1:{smtp_port}", "smtp_require_tls": False},
                 "route": {"group_wait": "1s", "group_interval": f"{GROUP_INTERVAL:g}s", "repeat_interval": "1h"},
-            }
-        )
-    )
-    ports = {"upwatch": free_port(), "prometheus": free_port(), "alertmanager": free_port()}
-    ready = tmp / "ready.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "bundle.py"),
-            "--workdir",
-            str(tmp / "work"),
-            "--upwatch-config",
-            str(upwatch_config),
-            "--upwatch-port",
-            str(ports["upwatch"]),
-            "--prometheus-port",
-            str(ports["prometheus"]),
-            "--alertmanager-port",
-            str(ports["alertmanager"]),
-            "--secrets",
-            str(secrets),
-            "--prometheus-override",
-            str(prom_override),
-            "--alertmanager-override",
-            str(am_override),
-            "--ready-file",
-            str(ready),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for("the bundle to start", lambda: ready.exists() or proc.poll() is not None, 90)
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            logs = "\n".join(p.read_text()[-3000:] for p in (tmp / "work").glob("*.log"))
-            pytest.fail(f"scripts/bundle.py exited {proc.returncode}:\n{out}\n{err}\n{logs}")
-        urls = json.loads(ready.read_text())
-        yield Stack(
-            inbox=inbox,
-            endpoint_url=endpoint_url,
-            prometheus=urls["prometheus"],
-            alertmanager=urls["alertmanager"],
-            set_healthy=lambda up: healthy.set() if up else healthy.clear(),
-        )
+            },
+        ) as bundle:
+            yield Stack(
+                inbox=inbox,
+                endpoint_url=endpoint_url,
+                prometheus=bundle.prometheus,
+                alertmanager=bundle.alertmanager,
+                set_healthy=lambda up: healthy.set() if up else healthy.clear(),
+            )
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
         smtp.stop()
         web.clear()
         web.stop()

@@ -31,7 +31,6 @@ import re
 import shutil
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +42,7 @@ import httpx
 import pytest
 import trustme
 import yaml
-from helpers import REPO, free_port, program
+from helpers import REPO, free_port, native_bundle, program, wait_for
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -568,15 +567,6 @@ class Bundle:
     variables: dict[str, str]
 
 
-def _wait_for(what: str, predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def instant(prometheus: str, expr: str) -> dict[str, Any]:
     """The JSON answer of an instant query (an error answer included)."""
     return httpx.post(f"{prometheus}/api/v1/query", data={"query": expr}, timeout=10).json()
@@ -634,69 +624,38 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundle]:
     secrets.mkdir()
     (secrets / "slack_webhook_url").write_text(f"http://127.0.0.1:{web.port}/slack")
     (secrets / "smtp_password").write_text("unused")
-    prom_override = tmp / "prometheus-override.yml"
-    prom_override.write_text("global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n")
-    am_override = tmp / "alertmanager-override.yml"
     # Mail goes to a loopback port nobody listens on: refused at once, never off the machine.
-    am_override.write_text(
-        yaml.safe_dump({"global": {"smtp_smarthost": f"127.0.0.1:{free_port()}", "smtp_require_tls": False}})
-    )
-    ports = {"upwatch": free_port(), "prometheus": free_port(), "alertmanager": free_port()}
-    ready = tmp / "ready.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "bundle.py"),
-            "--workdir",
-            str(tmp / "work"),
-            "--upwatch-config",
-            str(upwatch_config),
-            *(arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))),
-            "--secrets",
-            str(secrets),
-            "--prometheus-override",
-            str(prom_override),
-            "--alertmanager-override",
-            str(am_override),
-            "--ready-file",
-            str(ready),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    alertmanager_override = {"global": {"smtp_smarthost": f"127.0.0.1:{free_port()}", "smtp_require_tls": False}}
     try:
-        _wait_for("the bundle to start", lambda: ready.exists() or proc.poll() is not None, 90)
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            logs = "\n".join(p.read_text()[-3000:] for p in (tmp / "work").glob("*.log"))
-            pytest.fail(f"scripts/bundle.py exited {proc.returncode}:\n{out}\n{err}\n{logs}")
-        prometheus = json.loads(ready.read_text())["prometheus"]
-
-        def seen_up() -> bool:
-            result = instant(prometheus, f'probe_success{{endpoint="{FAILING_ENDPOINT}"}} == 1')["data"]["result"]
-            return bool(result)
-
-        # Let Prometheus see the endpoint up first, so that the incident happens under its eyes.
-        _wait_for(f"Prometheus to see {FAILING_ENDPOINT} up", seen_up, 30)
-        healthy.clear()
-        yield Bundle(
-            prometheus=prometheus,
-            variables={
-                "datasource": DATASOURCE_UID,
-                "job": "upwatch",
-                "instance": f"127.0.0.1:{ports['upwatch']}",
-                "endpoint": FAILING_ENDPOINT,
-                "severity": ".*",
+        with native_bundle(
+            tmp,
+            upwatch_config=upwatch_config,
+            secrets=secrets,
+            prometheus_override={
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
             },
-        )
+            alertmanager_override=alertmanager_override,
+        ) as bundle:
+            prometheus = bundle.prometheus
+
+            def seen_up() -> bool:
+                result = instant(prometheus, f'probe_success{{endpoint="{FAILING_ENDPOINT}"}} == 1')["data"]["result"]
+                return bool(result)
+
+            # Let Prometheus see the endpoint up first, so that the incident happens under its eyes.
+            wait_for(f"Prometheus to see {FAILING_ENDPOINT} up", seen_up, 30)
+            healthy.clear()
+            yield Bundle(
+                prometheus=prometheus,
+                variables={
+                    "datasource": DATASOURCE_UID,
+                    "job": "upwatch",
+                    "instance": f"127.0.0.1:{bundle.ports['upwatch']}",
+                    "endpoint": FAILING_ENDPOINT,
+                    "severity": ".*",
+                },
+            )
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
         for server in (web, tls):
             server.clear()
             server.stop()
