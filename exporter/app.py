@@ -91,7 +91,6 @@ class Agent:
             ready=self.ready,
             reload=self.reload,
             snapshot=self._store.snapshot,
-            log=self._log,
         )
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()

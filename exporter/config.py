@@ -1041,9 +1041,6 @@ def _decode(raw: bytes | str, file: str) -> str:
 _NOT_YAML_TEXT = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-_TOP_KEYS = tuple(Config.model_fields)
-
-
 def _validate(data: dict[str, object], doc: _Document, base_dir: Path) -> Config | None:
     """Validate top level, defaults and each endpoint, collecting every problem."""
     raw_endpoints = data.get("endpoints")

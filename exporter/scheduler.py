@@ -67,7 +67,6 @@ class Scheduler:
         self._endpoints: dict[str, Endpoint] = {}
         self._anchor = asyncio.get_running_loop().time()
         self._stopping = False
-        self.skipped_probes = 0  # ticks missed because the concurrency cap was saturated
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -145,7 +144,12 @@ class Scheduler:
             now = loop.time()
             if following < now:
                 missed = next_tick(self._anchor, offset, endpoint.interval, now)
-                self.skipped_probes += round((missed - following) / endpoint.interval)
+                self._log.warning(
+                    "probe ticks skipped",
+                    endpoint=endpoint.name,
+                    skipped=round((missed - following) / endpoint.interval),
+                    hint="probes wait for a free slot: raise max_concurrent_probes or lengthen intervals",
+                )
                 following = missed
             tick = following
 

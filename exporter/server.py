@@ -7,7 +7,6 @@ import gzip
 import html
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -29,7 +28,6 @@ class MetricsServer:
         ready: Callable[[], bool],
         reload: ReloadFn,
         snapshot: Callable[[], StoreSnapshot],
-        log: Any,
     ) -> None:
         # The server's own registry (never the global one): the agent's and the host's collectors.
         self._registry = CollectorRegistry(auto_describe=False)
@@ -37,7 +35,6 @@ class MetricsServer:
         self._ready = ready
         self._reload = reload
         self._snapshot = snapshot
-        self._log = log
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         app = web.Application()
