@@ -21,10 +21,10 @@ from .config import (
     ConfigError,
     Endpoint,
     HostConfig,
-    Problem,
     load_config,
 )
-from .probes.http import HttpProber, ProberSetupError
+from .probes.http import HttpProber
+from .probes.tls import TLSContexts
 from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
@@ -63,18 +63,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def check_prober_setup(prober: HttpProber, config: Config, file: str) -> list[Problem]:
-    """Problems building each endpoint's TLS material (unreadable or invalid CA, cert or key files)."""
-    problems = []
-    for ep in config.endpoints:
-        try:
-            prober.prepare(ep)
-        except ProberSetupError as exc:
-            line, column = config.position(ep.name, "tls")
-            problems.append(Problem(file, line, column, f"endpoints[{ep.name}].tls", str(exc)))
-    return problems
-
-
 class Agent:
     """The running `upwatch serve`: probes on schedule, serves metrics, reloads on demand."""
 
@@ -82,7 +70,9 @@ class Agent:
         self._source = source
         self._listen = listen
         self._log = log
-        self._prober = HttpProber()
+        # The loader builds each endpoint's SSL context into this cache; the prober uses them from there.
+        self._tls = TLSContexts()
+        self._prober = HttpProber(self._tls)
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
         self._scheduler: Scheduler | None = None
@@ -122,11 +112,7 @@ class Agent:
         """Read the config file; None when there is no file and none was asked for."""
         if not self._source.explicit and not self._source.path.exists():
             return None
-        config = load_config(self._source.path)
-        problems = check_prober_setup(self._prober, config, str(self._source.path))
-        if problems:
-            raise ConfigError(problems)
-        return config
+        return load_config(self._source.path, tls=self._tls)
 
     async def start(self) -> None:
         """Load the config (raising ConfigError if it is bad), start probing and serving."""
@@ -252,15 +238,17 @@ class Agent:
         self._log.info("upwatch stopped")
 
 
-async def probe_once(config: Config, names: Sequence[str] = ()) -> list[ProbeResult]:
-    """Probe the named endpoints (all when none are named) once now, in config order."""
+async def probe_once(config: Config, names: Sequence[str] = (), tls: TLSContexts | None = None) -> list[ProbeResult]:
+    """Probe the named endpoints (all when none are named) once now, in config order.
+
+    `tls` is the cache the config was loaded with, so that the probes find their SSL contexts built.
+    """
     endpoints = [config.endpoint(n) for n in names] if names else list(config.endpoints)
-    prober = HttpProber()
+    prober = HttpProber(tls)
     limit = asyncio.Semaphore(config.max_concurrent_probes)
 
     async def one(ep: Endpoint) -> ProbeResult:
         async with limit:
-            prober.prepare(ep)
             return await prober.probe(ep)
 
     try:

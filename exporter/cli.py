@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -11,10 +12,10 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .app import DEFAULT_LISTEN, Agent, check_prober_setup, config_source, parse_listen, probe_once
+from .app import DEFAULT_LISTEN, Agent, config_source, parse_listen, probe_once
 from .config import Config, ConfigError, Problem, json_schema_text, load_config
 from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
-from .probes.http import HttpProber
+from .probes.tls import TLSContexts
 from .results import PHASES, ProbeResult
 
 FORMATS = click.Choice(["text", "json"])
@@ -63,16 +64,14 @@ def serve(config_file: str | None, listen: str, log_level: str, log_format: str 
         pass
 
 
-def _check_file(path: str) -> tuple[Config | None, list[Problem]]:
-    """Load one file, TLS material included; never raises."""
+def _check_file(path: str, tls: TLSContexts | None = None) -> tuple[Config | None, list[Problem]]:
+    """Load one file, TLS material included (into `tls`, when given); never raises."""
     try:
-        config = load_config(path)
+        return load_config(path, tls=tls), []
     except ConfigError as exc:
         return None, list(exc.problems)
     except Exception as exc:  # a bug must still not show a traceback to the user
         return None, [Problem(path, 1, 1, "(root)", f"internal error while reading the file: {exc!r}")]
-    problems = check_prober_setup(HttpProber(), config, path)
-    return (None, problems) if problems else (config, [])
 
 
 @main.command()
@@ -93,7 +92,7 @@ def validate(files: tuple[str, ...], fmt: str) -> None:
                 "file": path,
                 "valid": not problems,
                 "endpoints": len(config.endpoints) if config else None,
-                "problems": [p.as_dict() for p in problems],
+                "problems": [dataclasses.asdict(p) for p in problems],
             }
             for path, config, problems in reports
         ]
@@ -159,7 +158,8 @@ def _table(results: list[ProbeResult]) -> str:
 def probe(config_file: str | None, endpoints: tuple[str, ...], fmt: str) -> None:
     """Probe each (or each named) endpoint once now; exit 0 only if all succeed."""
     source = config_source(config_file)
-    config, problems = _check_file(str(source.path))
+    tls = TLSContexts()
+    config, problems = _check_file(str(source.path), tls)
     if config is None:
         for problem in problems:
             click.echo(str(problem), err=True)
@@ -173,7 +173,7 @@ def probe(config_file: str | None, endpoints: tuple[str, ...], fmt: str) -> None
     if not config.endpoints:
         click.echo(f"{source.path}: no endpoints to probe", err=True)
         sys.exit(0)
-    results = asyncio.run(probe_once(config, endpoints))
+    results = asyncio.run(probe_once(config, endpoints, tls))
     if fmt == "json":
         click.echo(json.dumps([_result_json(r) for r in results], indent=2))
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import textwrap
@@ -860,7 +861,7 @@ def test_problem_text_is_file_line_column_location_message(tmp_path: Path) -> No
     ]
     assert [str(p) for p in info.value.problems] == lines
     assert str(info.value) == "\n".join(lines)
-    assert info.value.problems[0].as_dict() == {
+    assert dataclasses.asdict(info.value.problems[0]) == {
         "file": str(path),
         "line": 4,
         "column": 14,
@@ -966,7 +967,7 @@ def test_good_full_config_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert status.method == "GET"
     assert status.headers == {"User-Agent": "upwatch/dev", "Accept": "*/*"}
     assert status.body is None
-    assert (status.interval, status.timeout, status.degraded_after) == (5400.0, 1.5, 0.5)
+    assert (status.interval, status.timeout, status.degraded_after) == (5400.0, 7.5, 0.5)
     assert (status.failure_threshold, status.success_threshold) == (5, 2)
     # expect: the defaults' whole, as the endpoint has none
     assert status.expect.status == (StatusRange(200, 299),)
@@ -1096,7 +1097,7 @@ def test_good_config(source: str, check: Any) -> None:
 
 def test_relative_tls_paths_resolve_against_the_config_files_directory(tmp_path: Path) -> None:
     (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "ca.pem").write_text("not checked\n")
+    (tmp_path / "certs" / "ca.pem").write_bytes((CONFIGS / "tls" / "ca.pem").read_bytes())
     config_file = tmp_path / "upwatch.yml"
     config_file.write_text(ep("tls: {ca_file: certs/ca.pem}"))
     assert load_config(config_file, env={}).endpoints[0].tls.ca_file == tmp_path / "certs" / "ca.pem"

@@ -24,7 +24,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from exporter.config import Endpoint
-from exporter.probes import HttpProber, ProberSetupError
+from exporter.probes.http import HttpProber
+from exporter.probes.tls import TLSContexts, TLSSetupError
 from exporter.results import PHASES, FailureReason, ProbeResult
 
 MARGIN = 0.3  # how much longer than its timeout a timed-out probe may take
@@ -776,8 +777,8 @@ def test_unloadable_tls_material(
         "key-garbage": {"cert_file": cert_file, "key_file": garbage},
         "cert-without-key": {"cert_file": cert_file},
     }[case]
-    with pytest.raises(ProberSetupError, match=in_message):
-        HttpProber().prepare(make_endpoint("https://127.0.0.1:1/", tls=tls))
+    with pytest.raises(TLSSetupError, match=in_message):
+        TLSContexts().load(make_endpoint("https://127.0.0.1:1/", tls=tls).tls)
 
 
 async def test_unloadable_tls_material_is_an_error_result(prober: HttpProber, tmp_path: Path) -> None:
@@ -792,8 +793,6 @@ async def test_rotated_ca_file_is_picked_up(prober: HttpProber, tmp_path: Path) 
     old_ca, new_ca = trustme.CA(), trustme.CA()
     ca_path = tmp_path / "ca.pem"
     old_ca.cert_pem.write_to_path(str(ca_path))
-    endpoint = make_endpoint("https://127.0.0.1/", tls={"ca_file": ca_path})
-    prober.prepare(endpoint)
     with https_server(new_ca.issue_cert("127.0.0.1")) as server:
         endpoint = make_endpoint(server.url_for("/"), tls={"ca_file": ca_path})
         before = await prober.probe(endpoint)

@@ -1,7 +1,1 @@
-"""Probers: one endpoint in, one ProbeResult out."""
-
-from __future__ import annotations
-
-from exporter.probes.http import HttpProber, ProberSetupError
-
-__all__ = ["HttpProber", "ProberSetupError"]
+"""Probers: one endpoint in, one ProbeResult out (`http`), and the TLS material they use (`tls`)."""

@@ -8,12 +8,10 @@ import errno
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import httpcore
 import httpx
@@ -21,6 +19,8 @@ from cryptography import x509
 
 from exporter import __version__
 from exporter.config import Endpoint, StatusRange, TLSConfig
+from exporter.probes.tls import TLSContexts, TLSSetupError
+from exporter.redact import SecretScrubber
 from exporter.results import PHASES, FailureReason, ProbeResult
 
 USER_AGENT = f"upwatch/{__version__}"
@@ -33,103 +33,6 @@ _PHASE_WORDS = {  # for timeout messages: what the probe was doing when the dead
     "processing": "waiting for the response",
     "transfer": "reading the body",
 }
-
-
-class ProberSetupError(Exception):
-    """An endpoint's TLS material cannot be loaded (bad CA/cert/key file)."""
-
-
-# ---------------------------------------------------------------------------
-# TLS contexts: building one costs milliseconds (the trust store is parsed), so
-# they are cached per distinct TLS config and shared by every probe using it.
-
-
-@dataclass(frozen=True, slots=True)
-class _TLSKey:
-    verify: bool
-    ca_file: Path | None
-    cert_file: Path | None
-    key_file: Path | None
-
-    def files(self) -> Iterator[tuple[str, Path]]:
-        for name in ("ca_file", "cert_file", "key_file"):
-            path: Path | None = getattr(self, name)
-            if path is not None:
-                yield name, path
-
-
-@dataclass(slots=True)
-class _CachedContext:
-    stamps: tuple[tuple[int, int, int], ...]  # (inode, mtime_ns, size) of each file, to notice rotated ones
-    context: ssl.SSLContext
-
-
-class _EncryptedKey(Exception):
-    pass
-
-
-def _refuse_password() -> NoReturn:
-    # Without a password callback OpenSSL would prompt on the terminal and hang the agent.
-    raise _EncryptedKey
-
-
-def _file_stamps(key: _TLSKey) -> tuple[tuple[int, int, int], ...]:
-    stamps = []
-    for name, path in key.files():
-        try:
-            st = path.stat()
-        except OSError as exc:
-            raise ProberSetupError(f"cannot read {name} {path}: {exc.strerror or exc}") from None
-        stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
-    return tuple(stamps)
-
-
-def _build_context(key: _TLSKey) -> ssl.SSLContext:
-    """An SSL context for one TLS config; raises ProberSetupError naming the bad file."""
-    if key.verify:
-        try:
-            context = ssl.create_default_context(cafile=key.ca_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise ProberSetupError(f"cannot load ca_file {key.ca_file}: {_load_error_text(exc)}") from None
-    else:
-        # PROTOCOL_TLS_CLIENT keeps Python's secure defaults (TLS 1.2+, good ciphers) without a trust store.
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if key.cert_file is not None:
-        _load_client_cert(context, key.cert_file, key.key_file)
-    return context
-
-
-def _load_client_cert(context: ssl.SSLContext, cert_file: Path, key_file: Path | None) -> None:
-    try:
-        pem = cert_file.read_bytes()
-    except OSError as exc:
-        raise ProberSetupError(f"cannot read cert_file {cert_file}: {exc.strerror or exc}") from None
-    try:
-        x509.load_pem_x509_certificates(pem)
-    except ValueError:
-        raise ProberSetupError(f"cert_file {cert_file} holds no PEM certificate") from None
-    # OpenSSL does not say which file is bad; the certificate was checked above, so blame the key.
-    key_name = f"key_file {key_file}" if key_file is not None else f"cert_file {cert_file}"
-    try:
-        context.load_cert_chain(cert_file, key_file, password=_refuse_password)
-    except _EncryptedKey:
-        raise ProberSetupError(f"{key_name}: the private key is encrypted; upwatch needs an unencrypted key") from None
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            raise ProberSetupError(f"{key_name}: the private key does not match the certificate") from None
-        raise ProberSetupError(f"{key_name}: no valid PEM private key ({_load_error_text(exc)})") from None
-    except OSError as exc:
-        raise ProberSetupError(f"cannot read {key_name}: {exc.strerror or exc}") from None
-
-
-def _load_error_text(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return exc.reason.lower().replace("_", " ")
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -383,25 +286,6 @@ def _short(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-class _Redactor:
-    """Removes an endpoint's secrets (URL credentials and query, header values) from messages."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        parts = urlsplit(endpoint.url)
-        secrets = {parts.username or "", parts.password or "", parts.query, parts.fragment}
-        secrets |= {unquote(s) for s in secrets}
-        secrets |= set(endpoint.headers.values())
-        # One or two characters (a user "u", a header "1") are no secret, and replacing them would garble text.
-        self._secrets = sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        if len(text) > _MAX_MESSAGE:
-            text = text[: _MAX_MESSAGE - 3] + "..."
-        return text
-
-
 # ---------------------------------------------------------------------------
 # Failure classification
 
@@ -511,18 +395,15 @@ def _lower_first(text: str) -> str:
 class HttpProber:
     """Probes HTTP endpoints; one instance is shared by all endpoints and reused across probes."""
 
-    def __init__(self) -> None:
-        self._contexts: dict[_TLSKey, _CachedContext] = {}
+    def __init__(self, tls: TLSContexts | None = None) -> None:
+        # Shared with the config loader, which built every endpoint's context already.
+        self._tls = tls if tls is not None else TLSContexts()
         # Stateless, so one serves every probe; each probe wraps it to time its own connections.
         self._backend: httpcore.AsyncNetworkBackend = httpcore.AnyIOBackend()
 
-    def prepare(self, endpoint: Endpoint) -> None:
-        """Build (and cache) what probing this endpoint needs, e.g. its SSL context; raises ProberSetupError."""
-        self._ssl_context(endpoint.tls, strict=True)
-
     async def aclose(self) -> None:
         """Drop cached state; every probe closes its own connections."""
-        self._contexts.clear()
+        self._tls.clear()
 
     async def probe(self, endpoint: Endpoint, deadline: float | None = None) -> ProbeResult:
         """Probe once within `deadline` (loop time; default now + timeout); never raises for a failing target."""
@@ -538,7 +419,7 @@ class HttpProber:
         except Exception as exc:  # a bug in here must not stop the endpoint's probe loop
             failure, ended = _Failure(FailureReason.ERROR, f"internal error: {type(exc).__name__}"), time.monotonic()
         seen.trace.stop(ended)
-        redact = _Redactor(endpoint)
+        redact = SecretScrubber(endpoint.url, endpoint.headers.values(), max_length=_MAX_MESSAGE)
         return ProbeResult(
             endpoint=endpoint.name,
             success=failure is None,
@@ -558,35 +439,13 @@ class HttpProber:
             phases=MappingProxyType(dict(seen.trace.totals)),
         )
 
-    def _ssl_context(self, tls: TLSConfig, *, strict: bool, verify: bool | None = None) -> ssl.SSLContext:
-        """The cached context for a TLS config, rebuilt when its files change."""
-        key = _TLSKey(
-            verify=tls.verify if verify is None else verify,
-            ca_file=tls.ca_file if (tls.verify if verify is None else verify) else None,
-            cert_file=tls.cert_file,
-            key_file=tls.key_file,
-        )
-        cached = self._contexts.get(key)
-        try:
-            stamps = _file_stamps(key)
-            if cached is not None and cached.stamps == stamps:
-                return cached.context
-            context = _build_context(key)
-        except ProberSetupError:
-            # A certificate being rotated may be half written: keep probing with the last good context.
-            if cached is None or strict:
-                raise
-            return cached.context
-        self._contexts[key] = _CachedContext(stamps, context)
-        return context
-
     async def _run(
         self, endpoint: Endpoint, deadline: float, began: float, seen: _Observed
     ) -> tuple[_Failure | None, float]:
         """The probe's work; returns the failure (None on success) and when the network work ended."""
         try:
-            ssl_context = self._ssl_context(endpoint.tls, strict=False)
-        except ProberSetupError as exc:
+            ssl_context = self._tls.context(endpoint.tls)
+        except TLSSetupError as exc:
             return _Failure(FailureReason.ERROR, str(exc)), time.monotonic()
         pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
@@ -725,7 +584,7 @@ class HttpProber:
     async def _unverified_cert(self, tls: TLSConfig, handshake: _Handshake, deadline: float) -> bytes | None:
         """The leaf certificate from a second, non-verifying handshake, to report the expiry of a rejected one."""
         try:
-            context = self._ssl_context(tls, strict=False, verify=False)
+            context = self._tls.context(tls, verify=False)
             async with asyncio.timeout_at(deadline):
                 stream = await self._backend.connect_tcp(handshake.address, handshake.port)
                 try:
@@ -749,7 +608,7 @@ class HttpProber:
         # The alert follows the handshake within a round trip; a server that accepts waits for a request.
         until = min(deadline, loop.time() + 0.1 + 2 * handshake.seconds)
         try:
-            context = self._ssl_context(tls, strict=False)
+            context = self._tls.context(tls)
             async with asyncio.timeout_at(until):
                 stream = await self._backend.connect_tcp(handshake.address, handshake.port)
                 try:

@@ -1,0 +1,279 @@
+"""A YAML document as plain data that remembers where each value was written, with ${VAR} filled in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import yaml
+
+from .problems import ConfigError, PathKey, Problem, format_location, printable
+from .values import type_name
+
+_MAX_NODES = 100_000  # guards against alias bombs ("billion laughs")
+_MAX_DEPTH = 100
+_ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[dict[str, object], Document]:
+    """The top-level mapping of some YAML and its Document; raises ConfigError when it is not YAML data."""
+    text = _decode(raw, file)
+    doc = Document(file, env)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_yaml_problem(exc, file)]) from None
+    except yaml.YAMLError as exc:  # one line, as every problem is
+        raise ConfigError([Problem(file, 1, 1, "(root)", f"invalid YAML: {' '.join(str(exc).split())}")]) from None
+    except RecursionError:  # PyYAML's composer recurses once per level
+        raise ConfigError([_too_deep(text, file)]) from None
+    if node is None:
+        raise ConfigError(
+            [Problem(file, 1, 1, "(root)", "the file is empty: expected a mapping with an endpoints list")]
+        )
+    try:
+        data = doc.convert(node, ())
+    except _TooLarge:
+        raise ConfigError(
+            [Problem(file, 1, 1, "(root)", f"the document expands to more than {_MAX_NODES} values (alias bomb?)")]
+        ) from None
+    except _RecursiveAlias as exc:
+        line, col = exc.mark
+        message = "an alias refers to a node that contains it"
+        raise ConfigError([Problem(file, line, col, format_location(exc.path), message)]) from None
+    except (_TooDeep, RecursionError):
+        raise ConfigError([_too_deep(text, file)]) from None
+    except yaml.YAMLError as exc:  # e.g. a bad merge key or unknown tag
+        message = getattr(exc, "problem", None) or str(exc)
+        mark = getattr(exc, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ConfigError([Problem(file, line, col, "(root)", f"invalid YAML: {message}")]) from None
+    if not isinstance(data, dict):
+        doc.problem((), f"the top level must be a mapping with an endpoints list, got {type_name(data)}")
+        raise ConfigError(doc.problems)
+    return data, doc
+
+
+class Document:
+    """A YAML document turned into plain data, remembering where every value was written."""
+
+    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+        self.file = file
+        self.env = env
+        self.value_marks: dict[PathKey, tuple[int, int]] = {}
+        self.key_marks: dict[PathKey, tuple[int, int]] = {}
+        self.names: dict[int, str] = {}  # endpoint index -> name, for locations like endpoints[api]
+        self._pending: list[tuple[int, int, PathKey, str, str | None]] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+        self._nodes = 0
+        self._explicit: dict[int, int] = {}  # mapping node -> how many of its pairs were written in it (not merged)
+
+    def problem(
+        self,
+        path: PathKey,
+        message: str,
+        *,
+        at_key: bool = False,
+        location: str | None = None,
+        mark: tuple[int, int] | None = None,
+    ) -> None:
+        """Record a problem at a path of the document (location defaults to the path)."""
+        line, col = mark or self.mark(path, at_key=at_key)
+        self._pending.append((line, col, path, message, location))
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem so far, each once; locations name endpoints known by now."""
+        return list(
+            dict.fromkeys(
+                Problem(self.file, line, col, location or self.location(path), message)
+                for line, col, path, message, location in self._pending
+            )
+        )
+
+    def location(self, path: PathKey) -> str:
+        """A dotted location naming endpoints by their name where they have one."""
+        return format_location(path, self.names)
+
+    def mark(self, path: PathKey, *, at_key: bool = False) -> tuple[int, int]:
+        """Line and column (1-based) of the value, or the key, at a path, or of its nearest parent."""
+        probe = path
+        while True:
+            if at_key and probe in self.key_marks:
+                return self.key_marks[probe]
+            if probe in self.value_marks:
+                return self.value_marks[probe]
+            if not probe:
+                return (1, 1)
+            probe = probe[:-1]
+
+    def convert(self, node: yaml.Node, path: PathKey, active: frozenset[int] = frozenset()) -> object:
+        """Plain Python data from a YAML node, recording marks, checking keys and filling ${VAR}s."""
+        self._nodes += 1
+        if self._nodes > _MAX_NODES:
+            raise _TooLarge
+        self.value_marks[path] = _mark(node)
+        if id(node) in active:  # the node's own mark is its anchor's; the alias's key, if any, is nearer
+            raise _RecursiveAlias(path, self.key_marks.get(path, self.value_marks[path]))
+        if isinstance(node, yaml.CollectionNode):
+            if len(path) >= _MAX_DEPTH:
+                raise _TooDeep
+            if node.tag not in (_MAP_TAG, _SEQ_TAG):  # e.g. !!set or !!python/object: not plain data
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the tag {node.tag!r} is not supported here", node.start_mark
+                )
+        if isinstance(node, yaml.MappingNode):
+            if id(node) not in self._explicit:  # an aliased node is met again already flattened
+                self._explicit[id(node)] = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
+                self._constructor.flatten_mapping(node)  # `<<` pairs first, then the node's own
+            split = len(node.value) - self._explicit[id(node)]
+            winners: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+            first_seen: dict[str, int] = {}
+            for key_node, value_node in node.value[split:]:
+                key = self._key(key_node)
+                key_mark = _mark(key_node)
+                if not isinstance(key, str):
+                    if isinstance(key_node, yaml.ScalarNode):
+                        message = f"keys must be strings, got {type_name(key)}: quote the key"
+                    else:
+                        message = f"keys must be strings, got a {key_node.id}"
+                    self.problem(path, message, mark=key_mark)
+                elif key in first_seen:
+                    message = f"duplicate key {key!r} (first written on line {first_seen[key]})"
+                    self.problem((*path, key), message, mark=key_mark)
+                else:
+                    first_seen[key] = key_mark[0]
+                    winners[key] = (key_node, value_node)
+            # PyYAML's rule: a later pair wins, so the node's own keys beat merged ones and, as flatten_mapping
+            # lists several merged mappings last to first, the first of them wins. Bad keys in a merged mapping
+            # were reported where it was written.
+            for key_node, value_node in reversed(node.value[:split]):
+                key = self._key(key_node)
+                if isinstance(key, str):
+                    winners.setdefault(key, (key_node, value_node))
+            out: dict[str, object] = {}
+            inner = active | {id(node)}
+            for key, (key_node, value_node) in winners.items():
+                child = (*path, key)
+                self.key_marks[child] = _mark(key_node)
+                out[key] = self.convert(value_node, child, inner)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            inner = active | {id(node)}
+            return [self.convert(item, (*path, i), inner) for i, item in enumerate(node.value)]
+        value = self._constructor.construct_object(node)
+        if isinstance(value, str) and node.tag == "tag:yaml.org,2002:str":
+            return self._interpolate(value, path)
+        return value
+
+    def _key(self, node: yaml.Node) -> object:
+        """A mapping key as data; None for a collection used as a key."""
+        return self._constructor.construct_object(node) if isinstance(node, yaml.ScalarNode) else None
+
+    def _interpolate(self, text: str, path: PathKey) -> str:
+        def replace(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            if m.group(0) == "${":  # no closing brace: a typo, not text to send as it is
+                self.problem(path, "invalid variable reference: ${ without a closing }")
+                return m.group(0)
+            ref = m.group(1)
+            name, sep, default = ref.partition(":-")
+            if not _ENV_NAME.match(name):
+                self.problem(
+                    path, f"invalid variable reference ${{{printable(ref)}}}: use ${{NAME}} or ${{NAME:-default}}"
+                )
+                return m.group(0)
+            value = self.env.get(name)
+            if value is None or (sep and value == ""):
+                if sep:
+                    return default
+                self.problem(
+                    path, f"environment variable {name} is not set (write ${{{name}:-default}} for a fallback)"
+                )
+                return ""
+            return value
+
+        return _ENV_REF.sub(replace, text) if "$" in text else text
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    """Where a node starts, 1-based."""
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _TooDeep(Exception):
+    pass
+
+
+class _RecursiveAlias(Exception):
+    def __init__(self, path: PathKey, mark: tuple[int, int]) -> None:
+        super().__init__(path, mark)
+        self.path = path
+        self.mark = mark
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
+    """A YAML syntax error, at the line a reader should look at."""
+    mark = exc.problem_mark or exc.context_mark
+    if exc.context_mark and exc.problem and ("end of stream" in exc.problem or "<stream end>" in exc.problem):
+        mark = exc.context_mark  # e.g. an unclosed quote: where it opened, not the end of the file
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    if exc.problem and "'\\t'" in exc.problem:
+        return Problem(file, line, col, "(root)", "invalid YAML: a tab character here; indent with spaces")
+    message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+    return Problem(file, line, col, "(root)", f"invalid YAML: {message}")
+
+
+def _too_deep(text: str, file: str) -> Problem:
+    """A problem at the first collection nested more than _MAX_DEPTH levels deep."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events, unlike nodes, come without recursion
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                mark = event.start_mark
+                line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+                return Problem(file, line, col, "(root)", f"nested more than {_MAX_DEPTH} levels deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return Problem(file, 1, 1, "(root)", f"nested more than {_MAX_DEPTH} levels deep")
+
+
+def _decode(raw: bytes | str, file: str) -> str:
+    if isinstance(raw, str):
+        text = raw
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            head = raw[: exc.start]
+            line = head.count(b"\n") + 1
+            col = exc.start - (head.rfind(b"\n") + 1) + 1
+            raise ConfigError(
+                [
+                    Problem(
+                        file, line, col, "(root)", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+                    )
+                ]
+            ) from None
+    if m := _NOT_YAML_TEXT.search(text):
+        i, ch = m.start(), m.group()
+        before = text[:i]
+        line = before.count("\n") + 1
+        col = i - (before.rfind("\n") + 1) + 1
+        kind = "control character" if ch <= "\x9f" else "character"
+        raise ConfigError([Problem(file, line, col, "(root)", f"not a text file: {kind} U+{ord(ch):04X}")])
+    return text
+
+
+# What YAML does not allow in a stream (PyYAML would stop at it with a message of several lines).
+_NOT_YAML_TEXT = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

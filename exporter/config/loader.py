@@ -1,0 +1,392 @@
+"""Loading a config file: defaults merged into endpoints, cross-checks, files resolved, TLS material loaded."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from exporter.probes.tls import TLSContexts, TLSSetupError
+
+from .document import Document, read_document
+from .host import (
+    DeviceFilter,
+    DiskstatsOptions,
+    FieldsOption,
+    FilesystemOptions,
+    HostCollectors,
+    HostConfig,
+    HostPaths,
+    NetclassOptions,
+)
+from .models import DEFAULTABLE, SLO, Config, Endpoint, EndpointDefaults, Expect, TLSConfig
+from .problems import ConfigError, PathKey, Problem, printable
+from .values import clip, format_duration, parse_duration, type_name
+
+DEFAULT_CONFIG_FILE = "upwatch.yml"
+CONFIG_ENV_VAR = "UPWATCH_CONFIG"
+# Top-level keys starting with x- are ignored, as in Compose files: a place for YAML anchors.
+EXTENSION_PREFIX = "x-"
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *, tls: TLSContexts | None = None
+) -> Config:
+    """Read, check and return the config in a file; raises ConfigError listing every problem.
+
+    TLS material is loaded into `tls` (a fresh cache if none is given), so that the prober sharing it
+    finds every endpoint's SSL context built.
+    """
+    file = os.fspath(path)
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as exc:
+        raise ConfigError([Problem(file, 1, 1, "(file)", f"cannot read file: {exc.strerror or exc}")]) from None
+    return parse_config(raw, file, env=env, base_dir=Path(file).resolve().parent, tls=tls)
+
+
+def parse_config(
+    raw: bytes | str,
+    file: str = "<config>",
+    *,
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    tls: TLSContexts | None = None,
+) -> Config:
+    """Check and return the config in some YAML text; raises ConfigError listing every problem."""
+    data, doc = read_document(raw, file, os.environ if env is None else env)
+    config = _validate(data, doc, base_dir or Path.cwd(), tls if tls is not None else TLSContexts())
+    if doc.problems or config is None:
+        raise ConfigError(doc.problems)
+    return config
+
+
+def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSContexts) -> Config | None:
+    """Validate top level, defaults and each endpoint, collecting every problem."""
+    raw_endpoints = data.get("endpoints")
+    if raw_endpoints is None:
+        raw_endpoints = []
+    if isinstance(raw_endpoints, list):
+        for i, item in enumerate(raw_endpoints):
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name and name not in doc.names.values():
+                doc.names[i] = name
+
+    top_model = None
+    try:  # the top level; endpoints are checked one by one below
+        top_model = Config.model_validate(
+            {k: v for k, v in data.items() if k != "endpoints" and not k.startswith(EXTENSION_PREFIX)}
+        )
+    except ValidationError as exc:
+        _report(exc, doc, ())
+
+    defaults = data.get("defaults")
+    if not isinstance(defaults, dict):
+        defaults = {}
+    elif "interval" in defaults and "timeout" in defaults:
+        _check_timing(defaults, doc, ("defaults",), {})
+
+    if not isinstance(raw_endpoints, list):
+        doc.problem(("endpoints",), f"must be a list of endpoints, got {type_name(raw_endpoints)}")
+        return None
+    endpoints: list[Endpoint] = []
+    first_use: dict[str, int] = {}
+    for i, item in enumerate(raw_endpoints):
+        path: PathKey = ("endpoints", i)
+        if not isinstance(item, dict):
+            doc.problem(path, f"each endpoint must be a mapping with name and url, got {type_name(item)}")
+            continue
+        name = item.get("name")
+        if isinstance(name, str) and name in first_use:
+            line = doc.mark(("endpoints", first_use[name], "name"))[0]
+            doc.problem((*path, "name"), f"duplicate endpoint name {name!r} (first used on line {line})")
+        elif isinstance(name, str):
+            first_use[name] = i
+        merged, sources = _merge(defaults, item, path)
+        timing_ok = _check_timing(merged, doc, path, sources)
+        try:
+            endpoint = Endpoint.model_validate(merged)
+        except ValidationError as exc:
+            _report(exc, doc, path, sources)
+            continue
+        if timing_ok:
+            _check_max_response_time(endpoint, merged, doc, path, sources)
+            resolved = _resolve_files(endpoint, doc, path, sources, base_dir)
+            if resolved is not None:
+                endpoints.append(resolved)
+                _load_tls(resolved, doc, path, sources, tls)
+
+    if doc.problems or top_model is None:
+        return None
+    return top_model.model_copy(update={"endpoints": endpoints})
+
+
+def _merge(
+    defaults: dict[str, object], item: dict[str, object], path: PathKey
+) -> tuple[dict[str, object], dict[PathKey, PathKey]]:
+    """An endpoint with defaults filled in, and where in the file each merged key came from."""
+    merged: dict[str, object] = {}
+    sources: dict[PathKey, PathKey] = {}
+    for key, value in defaults.items():
+        if key in DEFAULTABLE:  # other keys are reported when the defaults are checked
+            merged[key] = value
+            sources[(key,)] = ("defaults", key)
+    for key, value in item.items():
+        base = merged.get(key)
+        sources[(key,)] = (*path, key)
+        if isinstance(base, dict) and isinstance(value, dict) and key in _MERGED_MAPPINGS:
+            for sub in base:
+                sources[(key, sub)] = ("defaults", key, sub)
+            for sub in value:
+                sources[(key, sub)] = (*path, key, sub)
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    return merged, sources
+
+
+_MERGED_MAPPINGS = ("headers", "labels", "expect", "tls")
+
+
+def _source(loc: PathKey, sources: Mapping[PathKey, PathKey], path: PathKey) -> PathKey:
+    """Where in the file the value at `loc` (inside an endpoint) was written."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in sources:
+            return (*sources[loc[:n]], *loc[n:])
+    return (*path, *loc)
+
+
+def _check_timing(
+    merged: Mapping[str, object], doc: Document, path: PathKey, sources: Mapping[PathKey, PathKey]
+) -> bool:
+    """Timeout must be shorter than interval (bad durations are reported elsewhere).
+
+    The problem is reported at the timeout if it was written at `path` (an endpoint, or the
+    defaults), else at the interval written there; if neither was, at the defaults (problems are
+    de-duplicated, so once for all endpoints).
+    """
+    try:
+        interval = parse_duration(merged.get("interval", _BUILTIN_INTERVAL))
+        timeout = parse_duration(merged.get("timeout", _BUILTIN_TIMEOUT))
+    except ValueError:
+        return False
+    if timeout < interval:
+        return True
+
+    def origin(key: str) -> tuple[bool, str]:
+        """Whether the key was written at `path`, and where its value came from otherwise."""
+        if key not in merged:
+            return False, " by default"
+        src = _source((key,), sources, path)
+        return src[: len(path)] == path, " from defaults"
+
+    (t_here, t_from), (i_here, i_from) = origin("timeout"), origin("interval")
+    if t_here:
+        key, message = (
+            "timeout",
+            f"must be shorter than interval ({format_duration(interval)}{'' if i_here else i_from})",
+        )
+        message += f", got {format_duration(timeout)}"
+    elif i_here:
+        key, message = "interval", f"must be longer than timeout ({format_duration(timeout)}{t_from})"
+        message += f", got {format_duration(interval)}"
+    else:
+        if "interval" not in merged or "timeout" not in merged:  # one from the defaults, one built in
+            _check_timing({k: merged[k] for k in ("interval", "timeout") if k in merged}, doc, ("defaults",), {})
+        return False
+    doc.problem((*path, key), message)
+    return False
+
+
+_BUILTIN_INTERVAL = format_duration(Endpoint.model_fields["interval"].default)
+_BUILTIN_TIMEOUT = format_duration(Endpoint.model_fields["timeout"].default)
+
+
+def _resolve_files(
+    endpoint: Endpoint, doc: Document, path: PathKey, sources: Mapping[PathKey, PathKey], base_dir: Path
+) -> Endpoint | None:
+    """TLS file paths made absolute (relative to the config file) and checked to exist; None after a problem."""
+    tls = endpoint.tls
+    update: dict[str, Path] = {}
+    found_problem = False
+
+    def problem(key: str, message: str) -> None:
+        nonlocal found_problem
+        found_problem = True
+        _problem_at_source(doc, ("tls", key), message, sources, path)
+
+    for key in ("ca_file", "cert_file", "key_file"):
+        value: Path | None = getattr(tls, key)
+        if value is None:
+            continue
+        full = value if value.is_absolute() else base_dir / value
+        try:
+            found = full.is_file()
+        except OSError as exc:  # e.g. a name too long
+            problem(key, f"cannot use file {clip(str(full))}: {exc.strerror}")
+            found = True
+        if not found:
+            problem(key, f"file not found: {printable(str(full))}")
+        update[key] = full
+    if tls.key_file is not None and tls.cert_file is None:
+        problem("key_file", "key_file needs cert_file")
+    if found_problem:
+        return None
+    if not update:
+        return endpoint
+    return endpoint.model_copy(update={"tls": tls.model_copy(update=update)})
+
+
+def _load_tls(
+    endpoint: Endpoint, doc: Document, path: PathKey, sources: Mapping[PathKey, PathKey], tls: TLSContexts
+) -> None:
+    """Build the endpoint's SSL context now, so that a file that does not load is a problem at its line."""
+    try:
+        tls.load(endpoint.tls)
+    except TLSSetupError as exc:
+        doc.problem(_source(("tls",), sources, path), str(exc), location=doc.location((*path, "tls")))
+
+
+def _check_max_response_time(
+    endpoint: Endpoint, merged: Mapping[str, object], doc: Document, path: PathKey, sources: Mapping[PathKey, PathKey]
+) -> None:
+    """A response-time limit at or above the timeout can never fail a probe: the timeout strikes first.
+
+    Reported, as the timeout and interval are, at the limit if the endpoint wrote it, else at the
+    endpoint's own timeout, else at the defaults (once for all endpoints).
+    """
+    limit, timeout = endpoint.expect.max_response_time, endpoint.timeout
+    if limit is None or limit < timeout:
+        return
+
+    def written_here(loc: PathKey) -> bool:
+        return _source(loc, sources, path)[: len(path)] == path
+
+    timeout_from = ""
+    if not written_here(("timeout",)):
+        timeout_from = " from defaults" if "timeout" in merged else " by default"
+    if written_here(("expect", "max_response_time")):
+        where: PathKey = (*path, "expect", "max_response_time")
+        message = f"must be shorter than timeout ({format_duration(timeout)}{timeout_from})"
+    elif written_here(("timeout",)):
+        where = (*path, "timeout")
+        message = f"must be longer than expect.max_response_time ({format_duration(limit)} from defaults)"
+        message += f", got {format_duration(timeout)}"
+        doc.problem(where, message)
+        return
+    else:
+        where = ("defaults", "expect", "max_response_time")
+        message = f"must be shorter than timeout ({format_duration(timeout)}{timeout_from})"
+    doc.problem(where, f"{message}, got {format_duration(limit)}")
+
+
+def _problem_at_source(
+    doc: Document, loc: PathKey, message: str, sources: Mapping[PathKey, PathKey], path: PathKey
+) -> None:
+    """A problem with the value at `loc` of an endpoint, where it was written.
+
+    A value from the defaults is reported there, once (problems are de-duplicated), not for every endpoint.
+    """
+    where = _source(loc, sources, path)
+    doc.problem(where, message, location=doc.location(where if where[0] == "defaults" else (*path, *loc)))
+
+
+_MESSAGES = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "path_type": "must be a file path (a string)",
+}
+
+
+def _report(
+    exc: ValidationError, doc: Document, path: PathKey, sources: Mapping[PathKey, PathKey] | None = None
+) -> None:
+    """Turn pydantic's errors into problems with file positions and plain messages."""
+    for err in exc.errors(include_url=False):
+        loc: PathKey = tuple(err["loc"])
+        kind = err["type"]
+        bad_key = bool(loc) and loc[-1] == "[key]"  # e.g. a bad label name
+        if bad_key:
+            loc = loc[:-1]
+        where = _source(loc, sources, path) if sources is not None else (*path, *loc)
+        if sources is not None and where and where[0] == "defaults":
+            continue  # reported once, when the defaults were checked
+        location = doc.location((*path, *loc))
+        inp = err.get("input")
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            message = f"unknown key {key!r}"
+            known = _known_keys((*path, *loc[:-1]))
+            close = difflib.get_close_matches(key, known, n=1)
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
+            elif known:
+                message += f"; known keys: {', '.join(known)}"
+            doc.problem(where, message, at_key=True, location=location)
+            continue
+        if kind == "missing":
+            doc.problem(where[:-1], f"missing required key {loc[-1]!r}", location=doc.location((*path, *loc[:-1])))
+            continue
+        if kind == "value_error":
+            message = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+        elif kind in _MESSAGES:
+            message = f"{_MESSAGES[kind]}, got {type_name(inp)}"
+            if isinstance(inp, (str, int, float)) and not isinstance(inp, bool):
+                message += f" {inp!r}"
+        elif kind in _BOUNDS:
+            bound = next(iter(err.get("ctx", {}).values()), "?")
+            message = f"must be {_BOUNDS[kind]} {bound}, got {inp!r}"
+        else:
+            message = err["msg"][:1].lower() + err["msg"][1:]
+        doc.problem(where, message, at_key=bad_key, location=location)
+
+
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+_SUBMODELS: dict[str, type[BaseModel]] = {
+    "expect": Expect,
+    "tls": TLSConfig,
+    "slo": SLO,
+    "host": HostConfig,
+    "collectors": HostCollectors,
+    "paths": HostPaths,
+    "filesystem": FilesystemOptions,
+    "diskstats": DiskstatsOptions,
+    "netdev": DeviceFilter,
+    "netclass": NetclassOptions,
+    "netstat": FieldsOption,
+    "vmstat": FieldsOption,
+}
+
+
+def _known_keys(path: PathKey) -> list[str]:
+    """Valid keys of the mapping at a path, for "did you mean" hints."""
+    named = [p for p in path if isinstance(p, str)]
+    model: type[BaseModel] = Config
+    if named[:1] == ["endpoints"]:
+        model = Endpoint
+        named = named[1:]
+    elif named[:1] == ["defaults"]:
+        model = EndpointDefaults
+        named = named[1:]
+    for part in named:
+        sub = _SUBMODELS.get(part)
+        if sub is None:
+            return []
+        model = sub
+    return list(model.model_fields)

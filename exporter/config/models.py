@@ -1,0 +1,125 @@
+"""The config models: endpoints, their expectations and TLS settings, their defaults, and the whole file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, create_model
+
+from exporter.redact import redact_url
+
+from .host import HostConfig
+from .values import (
+    Duration,
+    FilePath,
+    HeaderName,
+    HttpMethod,
+    LabelName,
+    Regex,
+    Size,
+    StatusList,
+    StatusRange,
+    StrictModel,
+    TextValue,
+    Url,
+    check_header_value,
+    check_name,
+    check_percent,
+)
+
+
+class Expect(StrictModel):
+    """What a good response looks like."""
+
+    status: StatusList = Field(default=(StatusRange(200, 299),), description="expected status codes; default 2xx")
+    body_contains: str | None = Field(default=None, description="the body must contain this text")
+    body_matches: Regex | None = Field(default=None, description="the body must match this regular expression")
+    body_not_matches: Regex | None = Field(default=None, description="the body must not match this regular expression")
+    headers: dict[HeaderName, Regex] = Field(
+        default_factory=dict, description="response headers that must be present and match these regular expressions"
+    )
+    max_response_time: Duration | None = Field(default=None, description="a slower probe counts as failed (too_slow)")
+
+
+class TLSConfig(StrictModel):
+    """TLS settings for https endpoints."""
+
+    verify: bool = Field(default=True, description="verify the server certificate and host name")
+    ca_file: FilePath | None = Field(
+        default=None, description="PEM file of CA certificates to trust instead of the system's"
+    )
+    cert_file: FilePath | None = Field(default=None, description="PEM client certificate (mutual TLS)")
+    key_file: FilePath | None = Field(default=None, description="PEM private key of the client certificate")
+    server_name: str | None = Field(default=None, description="name to send in SNI and verify the certificate against")
+
+
+class SLO(StrictModel):
+    """Service level objective."""
+
+    availability: Annotated[float, AfterValidator(check_percent)] = Field(
+        description="availability objective in percent, e.g. 99.9"
+    )
+
+
+class Endpoint(StrictModel):
+    """One HTTP endpoint to probe."""
+
+    name: Annotated[str, AfterValidator(check_name)] = Field(description="unique; becomes the endpoint label")
+    url: Url = Field(description="http:// or https:// URL")
+    method: HttpMethod = Field(default="GET", description="HTTP method")
+    headers: dict[HeaderName, Annotated[TextValue, AfterValidator(check_header_value)]] = Field(
+        default_factory=dict, description="request headers; ${VAR} allowed"
+    )
+    body: str | None = Field(default=None, description="request body")
+    interval: Duration = Field(default=30.0, description="time between probes")
+    timeout: Duration = Field(default=10.0, description="deadline for the whole probe; shorter than interval")
+    failure_threshold: int = Field(default=3, ge=1, description="consecutive failed probes that open an incident")
+    success_threshold: int = Field(default=1, ge=1, description="consecutive good probes that close it")
+    degraded_after: Duration | None = Field(default=2.0, description="a good probe slower than this marks DEGRADED")
+    expect: Expect = Field(default_factory=Expect)
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    follow_redirects: bool = Field(default=True)
+    max_redirects: int = Field(default=10, ge=0, le=100, description="more redirects than this fail the probe")
+    body_size_limit: Size = Field(
+        default=10 * 1024 * 1024, description="read at most this much of a response body; more fails the probe"
+    )
+    labels: dict[LabelName, TextValue] = Field(
+        default_factory=dict, description="added to every series of the endpoint"
+    )
+    slo: SLO | None = Field(default=None)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without credentials, query string or fragment (safe for labels and logs)."""
+        return redact_url(self.url)
+
+
+DEFAULTABLE = {k: v for k, v in Endpoint.model_fields.items() if k not in ("name", "url")}
+
+EndpointDefaults: type[StrictModel] = create_model(  # type: ignore[call-overload]
+    "EndpointDefaults",
+    __base__=StrictModel,
+    __doc__="Defaults for every endpoint key (but name and url).",
+    # Not `| None`: a null default would be merged into every endpoint and fail there, where errors that come
+    # from the defaults are not reported. Keys that take null on an endpoint (slo, degraded_after) still do here.
+    **{
+        name: (field.rebuild_annotation(), Field(default=None, description=field.description))
+        for name, field in DEFAULTABLE.items()
+    },
+)
+
+
+class Config(StrictModel):
+    """The whole config file."""
+
+    defaults: EndpointDefaults | None = Field(default=None, description="defaults for every endpoint")
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    host: HostConfig = Field(default_factory=HostConfig)
+    max_concurrent_probes: int = Field(default=64, ge=1, le=10000, description="probes running at once, at most")
+
+    def endpoint(self, name: str) -> Endpoint:
+        """The endpoint of this name."""
+        for ep in self.endpoints:
+            if ep.name == name:
+                return ep
+        raise KeyError(name)

@@ -1,0 +1,370 @@
+"""Value types of the config file: durations, sizes, status ranges, names, URLs, and the strict model base."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    Strict,
+    WithJsonSchema,
+)
+
+from exporter.redact import redact_url
+
+# Labels upwatch itself puts on probe series, plus the ones Prometheus owns.
+RESERVED_LABELS = frozenset(
+    {
+        "endpoint",
+        "instance",
+        "job",
+        "le",
+        "quantile",
+        "state",
+        "result",
+        "reason",
+        "phase",
+        "url",
+        "method",
+        "version",
+        "python",
+    }
+)
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_ENDPOINT_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds in a duration like `500ms`, `30s`, `5m`, `1h30m`."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"duration {value!r} needs a unit, e.g. '{value}s'")
+        raise ValueError(f"must be a duration like 30s, got {type_name(value)}")
+    text = value.strip()
+    pos = 0
+    total = 0.0
+    if text.startswith("-"):
+        raise ValueError(f"duration {value!r} must be greater than zero")
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if not m:
+            raise ValueError(f"invalid duration {value!r}: use a number and a unit (ms, s, m, h, d, w), e.g. 30s")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not text:
+        raise ValueError("invalid duration '': use e.g. 30s")
+    if total <= 0:
+        raise ValueError(f"duration {value!r} must be greater than zero")
+    if not math.isfinite(total):
+        raise ValueError(f"duration {clip(value)} is too long")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest duration text for a number of seconds (30s, 1m30s, 500ms)."""
+    ms = round(seconds * 1000)
+    if ms % 1000:
+        return f"{ms}ms" if ms < 1000 else f"{seconds:g}s"
+    s = ms // 1000
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size:
+            out += f"{s // size}{unit}"
+            s %= size
+    return out or "0s"
+
+
+_SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "KiB": 1024,
+    "MB": 1000**2,
+    "MiB": 1024**2,
+    "GB": 1000**3,
+    "GiB": 1024**3,
+}
+
+
+def parse_size(value: object) -> int:
+    """Bytes in a size like `512KiB`, `10MiB` or a plain number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("must be a size like 10MiB, got a boolean")
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise ValueError(f"must be a size like 10MiB, got {type_name(value)}")
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"invalid size {value!r}: use bytes or a unit (KiB, MiB, GiB), e.g. 10MiB")
+    size = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if size <= 0:
+        raise ValueError("size must be greater than zero")
+    return size
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRange:
+    """An inclusive range of HTTP status codes."""
+
+    low: int
+    high: int
+
+    def __contains__(self, code: object) -> bool:
+        return isinstance(code, int) and self.low <= code <= self.high
+
+    def __str__(self) -> str:
+        if self.low == self.high:
+            return str(self.low)
+        if self.low % 100 == 0 and self.high == self.low + 99:
+            return f"{self.low // 100}xx"
+        return f"{self.low}-{self.high}"
+
+
+_STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
+_STATUS_RANGE = re.compile(r"^(\d{3})\s*-\s*(\d{3})$")
+
+
+def _status_code(text: str | int, original: object) -> int:
+    code = int(text)
+    if not 100 <= code <= 599:
+        raise ValueError(f"status {original!r} is not an HTTP status code (100-599)")
+    return code
+
+
+def parse_status_list(value: object) -> tuple[StatusRange, ...]:
+    """Expected statuses from a code, a class (`2xx`), a range (`200-299`) or a list of them."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("must list at least one status")
+    out: list[StatusRange] = []
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError(f"invalid status {shown(item)}: use 200, '2xx' or '200-299'")
+        if isinstance(item, int):
+            code = _status_code(item, item)
+            out.append(StatusRange(code, code))
+            continue
+        if not isinstance(item, str):
+            raise ValueError(f"invalid status {shown(item)}: use 200, '2xx' or '200-299'")
+        text = item.strip()
+        if m := _STATUS_CLASS.match(text):
+            low = int(m.group(1)) * 100
+            out.append(StatusRange(low, low + 99))
+        elif m := _STATUS_RANGE.match(text):
+            low, high = _status_code(m.group(1), item), _status_code(m.group(2), item)
+            if low > high:
+                raise ValueError(f"invalid status range {item!r}: start is above end")
+            out.append(StatusRange(low, high))
+        elif text.isascii() and text.isdigit():
+            code = _status_code(text, item)
+            out.append(StatusRange(code, code))
+        else:
+            raise ValueError(f"invalid status {item!r}: use 200, '2xx' or '200-299'")
+    return tuple(out)
+
+
+def _compile_regex(value: object) -> re.Pattern[str]:
+    if isinstance(value, re.Pattern):  # a built-in default
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a regular expression (a string), got {type_name(value)}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    except (OverflowError, RecursionError) as exc:  # e.g. a{4294967296}, or thousands of nested groups
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ValueError(f"invalid regular expression {clip(value)}: {reason}") from None
+
+
+def _check_url(value: str) -> str:
+    safe = redact_url(value, mask=True)
+    if any(ch.isspace() for ch in value):
+        raise ValueError(f"invalid URL {safe!r}: contains whitespace")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise ValueError(f"invalid URL {safe!r}: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"invalid URL {safe!r}: scheme must be http or https")
+    if not parts.hostname:
+        raise ValueError(f"invalid URL {safe!r}: no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"invalid URL {safe!r}: bad port")
+    return value
+
+
+def _check_label_name(name: str) -> str:
+    if not _LABEL_NAME.match(name):
+        raise ValueError(f"invalid label name {name!r}: use letters, digits and _")
+    if name.startswith("__"):
+        raise ValueError(f"label name {name!r} is reserved: names starting with __ belong to Prometheus")
+    if name in RESERVED_LABELS:
+        raise ValueError(f"label name {name!r} is reserved: upwatch or Prometheus sets it")
+    return name
+
+
+def _check_header_name(name: str) -> str:
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"invalid header name {name!r}")
+    return name
+
+
+def check_header_value(value: str) -> str:
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("header values must not contain line breaks or NUL characters")
+    if not value.isascii():
+        raise ValueError("header values must be ASCII (encode other text, e.g. percent-encoding)")
+    return value
+
+
+def _scalar_text(value: object) -> object:
+    """Header and label values may be written as numbers; booleans stay errors."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def check_name(value: str) -> str:
+    if not _ENDPOINT_NAME.match(value) or value != value.strip():
+        raise ValueError(
+            f"invalid endpoint name {value!r}: 1 to 128 printable characters, no leading or trailing space"
+        )
+    return value
+
+
+def check_percent(value: float) -> float:
+    if not 0 < value < 100:
+        raise ValueError(f"availability objective must be a percentage between 0 and 100 (exclusive), got {value:g}")
+    return value
+
+
+def shown(value: object) -> str:
+    """A value as YAML would write it (true, null), strings quoted."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return repr(value)
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """A string's repr, cut short if long."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+def type_name(value: object) -> str:
+    """How a problem names the type of a YAML value (a string, a mapping, nothing (null))."""
+    return {
+        type(None): "nothing (null)",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$",
+            "description": "duration: 500ms, 30s, 5m, 1h30m",
+        }
+    ),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\d+\s*(B|KB|KiB|MB|MiB|GB|GiB)?$"},
+            ],
+            "description": "size in bytes, or with a unit: 512KiB, 10MiB",
+        }
+    ),
+]
+Regex = Annotated[
+    re.Pattern[str],
+    BeforeValidator(_compile_regex),
+    PlainSerializer(lambda p: p.pattern, return_type=str),
+    WithJsonSchema({"type": "string", "format": "regex"}),
+]
+# Inline rather than a $ref: pydantic cannot resolve refs to definitions it did not make.
+_STATUS_ITEM_SCHEMA = {
+    "oneOf": [
+        {"type": "integer", "minimum": 100, "maximum": 599},
+        {"type": "string", "pattern": r"^\s*([1-5][xX][xX]|[1-5]\d\d|[1-5]\d\d\s*-\s*[1-5]\d\d)\s*$"},
+    ]
+}
+StatusList = Annotated[
+    tuple[StatusRange, ...],
+    BeforeValidator(parse_status_list),
+    PlainSerializer(lambda rs: [str(r) for r in rs], return_type=list),
+    WithJsonSchema(
+        {
+            "description": "status codes: 200, a class '2xx', a range '200-299', or a list of them",
+            "oneOf": [
+                _STATUS_ITEM_SCHEMA,
+                {"type": "array", "items": _STATUS_ITEM_SCHEMA, "minItems": 1},
+            ],
+        }
+    ),
+]
+LabelName = Annotated[str, AfterValidator(_check_label_name)]
+HeaderName = Annotated[str, AfterValidator(_check_header_name)]
+TextValue = Annotated[str, BeforeValidator(_scalar_text), WithJsonSchema({"type": ["string", "number"]})]
+Url = Annotated[
+    str,
+    AfterValidator(_check_url),
+    WithJsonSchema({"type": "string", "format": "uri", "pattern": r"^(https?://|\$\{)"}),
+]
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _check_method(value: object) -> str:
+    if isinstance(value, str) and value.upper() in HTTP_METHODS:
+        return value.upper()
+    raise ValueError(f"must be one of {', '.join(HTTP_METHODS)}, got {shown(value)}")
+
+
+HttpMethod = Annotated[str, BeforeValidator(_check_method), WithJsonSchema({"enum": list(HTTP_METHODS)})]
+
+
+class StrictModel(BaseModel):
+    """The base of every config model: unknown keys are errors, values are not coerced, models are frozen."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_enum_values=False)
+
+
+FilePath = Annotated[Path, Strict(False)]

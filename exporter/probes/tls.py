@@ -1,0 +1,155 @@
+"""TLS material: SSL contexts built from an endpoint's `tls` settings, checked at config load and cached.
+
+Building a context costs milliseconds (the trust store is parsed), so one is built per distinct TLS
+setting and shared by every probe that uses it. The config loader builds each one first, so a bad
+file is a config problem at its line; the prober then finds it cached, and a file rotated on disk is
+loaded again on the next probe that needs it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from cryptography import x509
+
+if TYPE_CHECKING:
+    from exporter.config import TLSConfig
+
+
+class TLSSetupError(Exception):
+    """An endpoint's TLS material cannot be loaded (bad CA/cert/key file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TLSKey:
+    """What an SSL context is built from."""
+
+    verify: bool
+    ca_file: Path | None
+    cert_file: Path | None
+    key_file: Path | None
+
+    def files(self) -> Iterator[tuple[str, Path]]:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path: Path | None = getattr(self, name)
+            if path is not None:
+                yield name, path
+
+
+@dataclass(slots=True)
+class _CachedContext:
+    stamps: tuple[tuple[int, int, int], ...]  # (inode, mtime_ns, size) of each file, to notice rotated ones
+    context: ssl.SSLContext
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _refuse_password() -> NoReturn:
+    # Without a password callback OpenSSL would prompt on the terminal and hang the agent.
+    raise _EncryptedKey
+
+
+def _file_stamps(key: _TLSKey) -> tuple[tuple[int, int, int], ...]:
+    stamps = []
+    for name, path in key.files():
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise TLSSetupError(f"cannot read {name} {path}: {exc.strerror or exc}") from None
+        stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(stamps)
+
+
+def _build_context(key: _TLSKey) -> ssl.SSLContext:
+    """An SSL context for one TLS config; raises TLSSetupError naming the bad file."""
+    if key.verify:
+        try:
+            context = ssl.create_default_context(cafile=key.ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise TLSSetupError(f"cannot load ca_file {key.ca_file}: {_load_error_text(exc)}") from None
+    else:
+        # PROTOCOL_TLS_CLIENT keeps Python's secure defaults (TLS 1.2+, good ciphers) without a trust store.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if key.cert_file is not None:
+        _load_client_cert(context, key.cert_file, key.key_file)
+    return context
+
+
+def _load_client_cert(context: ssl.SSLContext, cert_file: Path, key_file: Path | None) -> None:
+    try:
+        pem = cert_file.read_bytes()
+    except OSError as exc:
+        raise TLSSetupError(f"cannot read cert_file {cert_file}: {exc.strerror or exc}") from None
+    try:
+        x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise TLSSetupError(f"cert_file {cert_file} holds no PEM certificate") from None
+    # OpenSSL does not say which file is bad; the certificate was checked above, so blame the key.
+    key_name = f"key_file {key_file}" if key_file is not None else f"cert_file {cert_file}"
+    try:
+        context.load_cert_chain(cert_file, key_file, password=_refuse_password)
+    except _EncryptedKey:
+        raise TLSSetupError(f"{key_name}: the private key is encrypted; upwatch needs an unencrypted key") from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise TLSSetupError(f"{key_name}: the private key does not match the certificate") from None
+        raise TLSSetupError(f"{key_name}: no valid PEM private key ({_load_error_text(exc)})") from None
+    except OSError as exc:
+        raise TLSSetupError(f"cannot read {key_name}: {exc.strerror or exc}") from None
+
+
+def _load_error_text(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class TLSContexts:
+    """SSL contexts per distinct TLS setting, rebuilt when their files change on disk."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[_TLSKey, _CachedContext] = {}
+
+    def load(self, tls: TLSConfig) -> ssl.SSLContext:
+        """The context for a TLS setting, built now if its files are new or changed; raises TLSSetupError."""
+        return self.context(tls, strict=True)
+
+    def context(self, tls: TLSConfig, *, strict: bool = False, verify: bool | None = None) -> ssl.SSLContext:
+        """The cached context for a TLS setting (with `verify` overriding its own), rebuilt when its files change.
+
+        Not `strict`, a file that no longer loads (a certificate being rotated may be half written) keeps the
+        last good context in use; raises TLSSetupError only when there is none.
+        """
+        verifying = tls.verify if verify is None else verify
+        key = _TLSKey(
+            verify=verifying,
+            ca_file=tls.ca_file if verifying else None,
+            cert_file=tls.cert_file,
+            key_file=tls.key_file,
+        )
+        cached = self._contexts.get(key)
+        try:
+            stamps = _file_stamps(key)
+            if cached is not None and cached.stamps == stamps:
+                return cached.context
+            context = _build_context(key)
+        except TLSSetupError:
+            if cached is None or strict:
+                raise
+            return cached.context
+        self._contexts[key] = _CachedContext(stamps, context)
+        return context
+
+    def clear(self) -> None:
+        """Forget every context."""
+        self._contexts.clear()
