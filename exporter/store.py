@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from types import MappingProxyType
@@ -192,17 +192,6 @@ class ResultStore:
         """Names of the known endpoints, in config order."""
         with self._lock:
             return tuple(self._entries)
-
-    def __contains__(self, name: object) -> bool:
-        with self._lock:
-            return name in self._entries
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
 
 def _finish(raw: _Raw) -> EndpointSnapshot:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+import ssl
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from exporter.config import (
     parse_status_list,
     redact_url,
 )
+from exporter.probes.tls import TLSContexts
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -330,6 +332,32 @@ BAD_CONFIGS = [
         ep("interval: 10s"),
         [(4, 15, "endpoints[a].interval", "must be longer than timeout (10s by default), got 10s")],
         id="interval-not-above-built-in-timeout",
+    ),
+    # -- a response-time limit the timeout would always beat -----------------------------------------
+    pytest.param(
+        ep("expect: {max_response_time: 10s}"),
+        [(4, 33, "endpoints[a].expect.max_response_time", "must be shorter than timeout (10s by default), got 10s")],
+        id="max-response-time-at-built-in-timeout",
+    ),
+    pytest.param(
+        ep("timeout: 2s", "expect: {max_response_time: 3s}"),
+        [(5, 33, "endpoints[a].expect.max_response_time", "must be shorter than timeout (2s), got 3s")],
+        id="max-response-time-above-own-timeout",
+    ),
+    pytest.param(
+        "defaults: {timeout: 5s}\n" + ep("expect:", "  max_response_time: 6s"),
+        [(6, 26, "endpoints[a].expect.max_response_time", "must be shorter than timeout (5s from defaults), got 6s")],
+        id="max-response-time-above-defaults-timeout",
+    ),
+    pytest.param(
+        "defaults: {expect: {max_response_time: 5s}}\n" + ep("timeout: 4s"),
+        [(5, 14, "endpoints[a].timeout", "must be longer than expect.max_response_time (5s from defaults), got 4s")],
+        id="timeout-below-defaults-max-response-time",
+    ),
+    pytest.param(
+        "defaults: {timeout: 3s, expect: {max_response_time: 3s}}\n" + ep() + "  - name: b\n    url: http://y\n",
+        [(1, 53, "defaults.expect.max_response_time", "must be shorter than timeout (3s), got 3s")],
+        id="max-response-time-and-timeout-from-defaults-once",
     ),
     # -- durations -------------------------------------------------------------------------------------
     pytest.param(
@@ -1108,6 +1136,34 @@ def test_relative_tls_paths_resolve_against_the_config_files_directory(tmp_path:
     assert [str(p) for p in info.value.problems] == [
         f"{config_file}:4:20: endpoints[a].tls.ca_file: file not found: {missing}"
     ]
+
+
+def test_tls_material_that_does_not_load_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    source = (
+        "defaults:\n  tls: {ca_file: junk.pem}\n"  # line 2: every endpoint inherits it
+        "endpoints:\n"
+        "  - name: a\n    url: https://a\n"
+        "  - name: b\n    url: https://b\n    tls:\n      verify: false\n"  # no CA needed: loads
+        "  - name: c\n    url: https://c\n    timeout: 1h\n"  # reported with the other problems
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(source, "t.yml", env={}, base_dir=tmp_path)
+    assert [str(p) for p in info.value.problems] == [
+        f"t.yml:2:8: endpoints[a].tls: cannot load ca_file {junk}: no certificate or crl found",
+        "t.yml:12:14: endpoints[c].timeout: must be shorter than interval (30s by default), got 1h",
+    ]
+
+
+def test_the_loader_builds_the_ssl_contexts_the_prober_uses() -> None:
+    tls = TLSContexts()
+    config = parse_config(ep("tls: {ca_file: tls/ca.pem}"), "t.yml", env={}, base_dir=CONFIGS, tls=tls)
+    (endpoint,) = config.endpoints
+    built = tls.context(endpoint.tls)
+    assert tls.context(endpoint.tls) is built  # cached, not built again
+    assert built.verify_mode == ssl.CERT_REQUIRED
+    assert len(built.get_ca_certs()) == 1  # the fixture's CA, instead of the system's
 
 
 # -- ${VAR} ---------------------------------------------------------------------------------------------

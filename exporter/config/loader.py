@@ -261,26 +261,27 @@ def _check_max_response_time(
     limit, timeout = endpoint.expect.max_response_time, endpoint.timeout
     if limit is None or limit < timeout:
         return
-
-    def written_here(loc: PathKey) -> bool:
-        return _source(loc, sources, path)[: len(path)] == path
-
-    timeout_from = ""
-    if not written_here(("timeout",)):
-        timeout_from = " from defaults" if "timeout" in merged else " by default"
-    if written_here(("expect", "max_response_time")):
+    timeout_source = _source(("timeout",), sources, path) if "timeout" in merged else None
+    timeout_here = timeout_source is not None and timeout_source[: len(path)] == path
+    limit_here = _source(("expect", "max_response_time"), sources, path)[: len(path)] == path
+    if limit_here:
         where: PathKey = (*path, "expect", "max_response_time")
-        message = f"must be shorter than timeout ({format_duration(timeout)}{timeout_from})"
-    elif written_here(("timeout",)):
+        shown = f"{format_duration(timeout)}{'' if timeout_here else _origin(timeout_source)}"
+        message = f"must be shorter than timeout ({shown}), got {format_duration(limit)}"
+    elif timeout_here:
         where = (*path, "timeout")
         message = f"must be longer than expect.max_response_time ({format_duration(limit)} from defaults)"
         message += f", got {format_duration(timeout)}"
-        doc.problem(where, message)
-        return
-    else:
+    else:  # both from the defaults (or the timeout built in): once, there
         where = ("defaults", "expect", "max_response_time")
-        message = f"must be shorter than timeout ({format_duration(timeout)}{timeout_from})"
-    doc.problem(where, f"{message}, got {format_duration(limit)}")
+        shown = f"{format_duration(timeout)}{'' if timeout_source else ' by default'}"
+        message = f"must be shorter than timeout ({shown}), got {format_duration(limit)}"
+    doc.problem(where, message)
+
+
+def _origin(source: PathKey | None) -> str:
+    """How a message says where a value not written at the endpoint came from."""
+    return " from defaults" if source is not None else " by default"
 
 
 def _problem_at_source(
