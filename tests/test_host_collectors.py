@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter, namedtuple
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.host import HostCollector, System, Uname
 from exporter.collectors.host.proc import parse_os_release
-from exporter.config import HOST_COLLECTORS, HostConfig
+from exporter.collectors.host.registry import COLLECTORS, markdown_list
+from exporter.config import HOST_COLLECTORS, HostCollectors, HostConfig
 
+README = Path(__file__).parent.parent / "README.md"
 FIXTURES = Path(__file__).parent / "fixtures" / "host"
 PROC, SYS, ROOT = FIXTURES / "proc", FIXTURES / "sys", FIXTURES / "root"
 NOW = 1_795_689_041.25
@@ -273,6 +276,58 @@ def test_a_disabled_collector_has_no_series_at_all(host: Callable[..., HostColle
     assert lab(collector="vmstat") not in families.series("node_scrape_collector_success")
     assert not [n for n in families if n.startswith("node_vmstat_")]
     assert lab(collector="meminfo") in families.series("node_scrape_collector_duration_seconds")
+
+
+# ---------------------------------------------------------------------------
+# The registry: one list of collectors for the config, the collector set and the docs
+
+
+def test_the_registry_is_node_exporters_order_and_the_config_switches_follow_it() -> None:
+    # The order fixes the output's order: the success and duration series come out in it.
+    assert HOST_COLLECTORS == (
+        "cpu",
+        "loadavg",
+        "meminfo",
+        "filesystem",
+        "diskstats",
+        "netdev",
+        "netclass",
+        "netstat",
+        "filefd",
+        "vmstat",
+        "stat",
+        "time",
+        "uname",
+        "os",
+    )
+    assert tuple(spec.name for spec in COLLECTORS) == HOST_COLLECTORS
+    assert tuple(HostCollectors.model_fields) == HOST_COLLECTORS
+    assert HostCollectors().enabled() == tuple(spec.name for spec in COLLECTORS if spec.default_enabled)
+
+
+def test_the_output_follows_the_registry_order(host: Callable[..., HostCollector]) -> None:
+    text = scrape(host()).text
+    labels = re.findall(r'^node_scrape_collector_success\{collector="([a-z]+)"\}', text, re.MULTILINE)
+    assert tuple(labels) == HOST_COLLECTORS
+
+
+def test_off_linux_without_psutil_only_the_collectors_needing_nothing_run(host: Callable[..., HostCollector]) -> None:
+    families = scrape(host(system=macos(platform="freebsd", psutil=None)))
+    assert families.series("node_scrape_collector_success") == {lab(collector=n): 1 for n in ("time", "uname", "os")}
+
+
+def test_the_readme_names_exactly_the_registry_collectors() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    row = (
+        "| `host.collectors.NAME` | `true` | turn one sub-collector off, as node_exporter's "
+        f"`--no-collector.NAME`: {markdown_list()} |"
+    )
+    assert row in lines
+    assert "`filefd` (Linux only)" in row and "`os` (not on Windows)" in row and "`cpu`, " in row
+    # The table of what each collector exports, one row per collector in the same order.
+    start = lines.index("| collector | Linux | macOS (psutil) | Windows (psutil) |") + 2
+    end = lines.index("", start)
+    assert tuple(line.split("`")[1] for line in lines[start:end]) == HOST_COLLECTORS
 
 
 # ---------------------------------------------------------------------------
@@ -695,32 +750,49 @@ def test_filesystem_falls_back_to_self_mounts(host: Callable[..., HostCollector]
     assert set(families.series("node_filesystem_size_bytes")) == {fs_labels("/")}
 
 
+# A scrape with a hung mount must return; it is given far longer than any mount_timeout below, so
+# that a slow machine cannot fail it, and a scrape that waited for the hung call would never return.
+SCRAPE_BOUND = 60.0
+
+
+def scrape_while_hung(collector: HostCollector, statvfs: FakeStatvfs) -> Families:
+    """A scrape that returns while the hung statfs calls are still blocked (they are released only after)."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        families = pool.submit(scrape, collector).result(timeout=SCRAPE_BOUND)
+    finally:
+        pool.shutdown(wait=False)
+    assert not statvfs.release.is_set()
+    return families
+
+
 def test_a_hung_mount_does_not_hang_the_scrape_and_is_not_called_again(host: Callable[..., HostCollector]) -> None:
     nfs = rooted("/mnt/nfs")
     statvfs = FakeStatvfs({**statfs_table(), nfs: usage(100, 50, 40, 10, 5)}, hang=frozenset({nfs}))
-    collector = host(config("filesystem", filesystem={"mount_timeout": "300ms"}), linux(statvfs=statvfs))
+    log = RecordingLog()
+    collector = host(config("filesystem", filesystem={"mount_timeout": "1s"}), linux(statvfs=statvfs), log=log)
     try:
-        start = time.monotonic()
-        families = scrape(collector)
-        assert time.monotonic() - start < 0.3 + 0.5
+        families = scrape_while_hung(collector, statvfs)
         errors = families.series("node_filesystem_device_error")
         assert errors[fs_labels("/mnt/nfs")] == 1
         assert fs_labels("/mnt/nfs") not in families.series("node_filesystem_size_bytes")
         assert all(errors[fs_labels(mp)] == 0 for mp in STATFS)
         assert families.value("node_scrape_collector_success", collector="filesystem") == 1
+        timed_out = {"collector": "filesystem", "mountpoint": "/mnt/nfs"}
+        assert ("debug", "mount point timed out, labelled stuck until its call returns", timed_out) in log.records
 
-        # Still stuck: reported as an error at once, with no second call piling up behind the first.
-        start = time.monotonic()
-        families = scrape(collector)
-        assert time.monotonic() - start < 0.2
+        # Still stuck: not called, so not waited for, and reported as an error with no second call piling up.
+        families = scrape_while_hung(collector, statvfs)
         assert families.series("node_filesystem_device_error")[fs_labels("/mnt/nfs")] == 1
         assert statvfs.calls[nfs] == 1
         assert all(statvfs.calls[rooted(mp)] == 2 for mp in STATFS)
+        skipped = ("debug", "mount point still unresponsive, not called again", timed_out)
+        assert log.records.count(skipped) == 1
     finally:
         statvfs.release.set()
 
     # Once the call returns, the mount is called again and reported normally.
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + SCRAPE_BOUND
     while True:
         families = scrape(collector)
         if families.series("node_filesystem_device_error")[fs_labels("/mnt/nfs")] == 0 or time.monotonic() > deadline:
@@ -736,13 +808,12 @@ def test_many_hung_mounts_do_not_starve_the_others(host: Callable[..., HostColle
     lines = [f"server:/e{i} {mp} nfs4 rw 0 0" for i, mp in enumerate(hung)] + ["/dev/vda / ext4 rw 0 0"]
     (proc / "1/mounts").write_text("\n".join(lines) + "\n")
     statvfs = FakeStatvfs(statfs_table(), hang=frozenset(rooted(mp) for mp in hung))
-    collector = host(config("filesystem", filesystem={"mount_timeout": "200ms"}), linux(procfs=proc, statvfs=statvfs))
+    collector = host(config("filesystem", filesystem={"mount_timeout": "1s"}), linux(procfs=proc, statvfs=statvfs))
     try:
-        scrape(collector)
-        # The next scrape still gets "/" within the timeout: stuck calls no longer hold the workers.
-        start = time.monotonic()
-        families = scrape(collector)
-        assert time.monotonic() - start < 0.2 + 0.5
+        families = scrape_while_hung(collector, statvfs)
+        assert families.series("node_filesystem_device_error")[fs_labels("/")] == 1  # queued behind 4 hung calls
+        # The next scrape gets "/" within the timeout: stuck calls no longer hold the workers.
+        families = scrape_while_hung(collector, statvfs)
         assert families.series("node_filesystem_device_error")[fs_labels("/")] == 0
         assert all(statvfs.calls[rooted(mp)] <= 1 for mp in hung)
     finally:

@@ -1,70 +1,49 @@
-"""The `host` section: which node_exporter collectors run, where /proc and /sys are, and each collector's filters."""
+"""The `host` section: which node_exporter collectors run, where /proc and /sys are, and each collector's filters.
+
+The collectors and node_exporter's default filters are declared beside the collectors, in
+exporter.collectors.host; the models here are made from them.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
+
+# node_exporter's default filters, kept beside their collectors and exported from here too.
+from exporter.collectors.host.disks import NODE_DISK_DEVICES_EXCLUDE as NODE_DISK_DEVICES_EXCLUDE
+from exporter.collectors.host.filesystem import NODE_FS_TYPES_EXCLUDE as NODE_FS_TYPES_EXCLUDE
+from exporter.collectors.host.filesystem import NODE_MOUNT_POINTS_EXCLUDE as NODE_MOUNT_POINTS_EXCLUDE
+from exporter.collectors.host.kernel import NODE_VMSTAT_FIELDS as NODE_VMSTAT_FIELDS
+from exporter.collectors.host.network import NODE_NETCLASS_IGNORED_DEVICES as NODE_NETCLASS_IGNORED_DEVICES
+from exporter.collectors.host.network import NODE_NETSTAT_FIELDS as NODE_NETSTAT_FIELDS
+from exporter.collectors.host.registry import COLLECTORS
 
 from .values import Duration, FilePath, Regex, StrictModel
 
-# node_exporter's defaults (upstream, not a distribution's patched ones), so that the same
-# filesystems, disks and counters appear as under a stock node_exporter.
-NODE_MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
-NODE_FS_TYPES_EXCLUDE = (
-    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|"
-    r"overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$"
-)
-NODE_DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
-NODE_NETCLASS_IGNORED_DEVICES = r"^$"
-NODE_NETSTAT_FIELDS = (
-    r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|"
-    r"TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts|TCPOFOQueue|TCPRcvQDrop)|"
-    r"Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|"
-    r"Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$"
-)
-NODE_VMSTAT_FIELDS = r"^(oom_kill|pgpg|pswp|pg.*fault).*"
-
-HOST_COLLECTORS = (
-    "cpu",
-    "loadavg",
-    "meminfo",
-    "filesystem",
-    "diskstats",
-    "netdev",
-    "netclass",
-    "netstat",
-    "filefd",
-    "vmstat",
-    "stat",
-    "time",
-    "uname",
-    "os",
-)
+HOST_COLLECTORS = tuple(spec.name for spec in COLLECTORS)
 
 
-class HostCollectors(StrictModel):
-    """Which host sub-collectors run (all by default), as node_exporter's --[no-]collector.NAME."""
-
-    cpu: bool = True
-    loadavg: bool = True
-    meminfo: bool = True
-    filesystem: bool = True
-    diskstats: bool = True
-    netdev: bool = True
-    netclass: bool = True
-    netstat: bool = True
-    filefd: bool = True
-    vmstat: bool = True
-    stat: bool = True
-    time: bool = True
-    uname: bool = True
-    os: bool = True
+class CollectorSwitches(StrictModel):
+    """The base of `HostCollectors`, which adds one bool per collector of the registry."""
 
     def enabled(self) -> tuple[str, ...]:
-        """Names of the collectors that run, in a fixed order."""
-        return tuple(name for name in HOST_COLLECTORS if getattr(self, name))
+        """Names of the collectors that run, in the registry's order."""
+        return tuple(name for name, on in self if on)
+
+
+if TYPE_CHECKING:
+    HostCollectors = CollectorSwitches  # its fields come from the registry, which a type checker cannot see
+else:
+    HostCollectors = create_model(
+        "HostCollectors",
+        __base__=CollectorSwitches,
+        __doc__="Which host sub-collectors run (all by default), as node_exporter's --[no-]collector.NAME.",
+        __module__=__name__,
+        **{spec.name: (bool, spec.default_enabled) for spec in COLLECTORS},
+    )
 
 
 class HostPaths(StrictModel):
@@ -75,8 +54,28 @@ class HostPaths(StrictModel):
     rootfs: FilePath = Field(default=Path("/"), description="as node_exporter's --path.rootfs")
 
 
-class FilesystemOptions(StrictModel):
+class IncludeOrExclude(StrictModel):
+    """A model of `<kind>_include` / `<kind>_exclude` regex pairs, node_exporter's filters."""
+
+    filter_kinds: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _include_replaces_exclude(self) -> Self:
+        """An include replaces the default exclude; setting both is an error, as in node_exporter."""
+        given = self.model_fields_set
+        for kind in self.filter_kinds:
+            include, exclude = f"{kind}_include", f"{kind}_exclude"
+            if {include, exclude} <= given and getattr(self, exclude) is not None:
+                raise ValueError(f"set {include} or {exclude}, not both")
+            if getattr(self, include) is not None:
+                object.__setattr__(self, exclude, None)
+        return self
+
+
+class FilesystemOptions(IncludeOrExclude):
     """Which mounts the filesystem collector reports."""
+
+    filter_kinds: ClassVar[tuple[str, ...]] = ("mount_points", "fs_types")
 
     mount_points_include: Regex | None = None
     mount_points_exclude: Regex | None = Field(
@@ -90,29 +89,14 @@ class FilesystemOptions(StrictModel):
         default=5.0, description="a mount whose statfs takes longer is reported with node_filesystem_device_error 1"
     )
 
-    @model_validator(mode="after")
-    def _one_of_each(self) -> FilesystemOptions:
-        given = self.model_fields_set
-        for what in ("mount_points", "fs_types"):
-            include, exclude = f"{what}_include", f"{what}_exclude"
-            if {include, exclude} <= given and getattr(self, exclude) is not None:
-                raise ValueError(f"set {include} or {exclude}, not both")
-            if getattr(self, include) is not None:  # an include replaces the default exclude
-                object.__setattr__(self, exclude, None)
-        return self
 
-
-class DeviceFilter(StrictModel):
+class DeviceFilter(IncludeOrExclude):
     """Which devices a collector reports: those matching `devices_include`, or those not matching `devices_exclude`."""
+
+    filter_kinds: ClassVar[tuple[str, ...]] = ("devices",)
 
     devices_include: Regex | None = None
     devices_exclude: Regex | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> DeviceFilter:
-        if self.devices_include is not None and self.devices_exclude is not None:
-            raise ValueError("set devices_include or devices_exclude, not both")
-        return self
 
 
 class DiskstatsOptions(DeviceFilter):
@@ -121,14 +105,6 @@ class DiskstatsOptions(DeviceFilter):
     devices_exclude: Regex | None = Field(
         default=re.compile(NODE_DISK_DEVICES_EXCLUDE), description="default: node_exporter's"
     )
-
-    @model_validator(mode="after")
-    def _one_of(self) -> DiskstatsOptions:
-        if {"devices_include", "devices_exclude"} <= self.model_fields_set and self.devices_exclude is not None:
-            raise ValueError("set devices_include or devices_exclude, not both")
-        if self.devices_include is not None:  # an include replaces the default exclude
-            object.__setattr__(self, "devices_exclude", None)
-        return self
 
 
 class NetclassOptions(StrictModel):

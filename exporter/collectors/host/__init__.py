@@ -43,22 +43,20 @@ node_scrape_collector_duration_seconds; a failing source makes only its own succ
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.config import HostConfig
-
-from .base import Scrape, SubCollector, gauge
-from .disks import DiskStats
-from .filesystem import Filesystem
-from .identity import OsRelease, Time, UnameInfo
-from .kernel import Cpu, FileFD, LoadAverage, MemInfo, Stat, VmStat
-from .network import NetClass, NetDev, NetStat
+from .base import CollectorContext, Scrape, SubCollector, gauge
+from .registry import COLLECTORS
 from .system import Psutil, StatvfsResult, System, Uname
+
+if TYPE_CHECKING:
+    from exporter.config.host import HostConfig
 
 __all__ = ["HostCollector", "Psutil", "StatvfsResult", "System", "Uname"]
 
@@ -69,31 +67,18 @@ class HostCollector(Collector):
     def __init__(self, config: HostConfig, *, system: System | None = None, log: Any = None) -> None:
         self._system = system or System.local(config.paths)
         self._log = log
-        debug: Callable[..., None] | None = log.debug if log is not None else None
-        builders: dict[str, Callable[[], SubCollector]] = {
-            "cpu": Cpu,
-            "loadavg": LoadAverage,
-            "meminfo": MemInfo,
-            "filesystem": lambda: Filesystem(config.filesystem, self._system, log=debug),
-            "diskstats": lambda: DiskStats(config.diskstats),
-            "netdev": lambda: NetDev(config.netdev),
-            "netclass": lambda: NetClass(config.netclass),
-            "netstat": lambda: NetStat(config.netstat.fields),
-            "filefd": FileFD,
-            "vmstat": lambda: VmStat(config.vmstat.fields),
-            "stat": Stat,
-            "time": lambda: Time(self._system),
-            "uname": lambda: UnameInfo(self._system),
-            "os": lambda: OsRelease(self._system),
-        }
-        parts = (builders[name]() for name in config.collectors.enabled())
-        self._parts: tuple[SubCollector, ...] = tuple(p for p in parts if p.available(self._system))
+        enabled = set(config.collectors.enabled())
+        # (name, collector) of each enabled collector that can run here, in the registry's order.
+        self._parts: tuple[tuple[str, SubCollector], ...] = tuple(
+            (spec.name, spec.factory(CollectorContext(config, self._system, self._debug(spec.name))))
+            for spec in COLLECTORS
+            if spec.name in enabled and spec.platforms.include(self._system)
+        )
         self._errors: dict[str, str] = {}  # collector -> its last error, to warn once rather than every scrape
 
-    @property
-    def collectors(self) -> tuple[str, ...]:
-        """Names of the sub-collectors that run on this system."""
-        return tuple(p.name for p in self._parts)
+    def _debug(self, collector: str) -> Callable[..., None] | None:
+        """The logger's debug method with the collector's name bound, or None without a logger."""
+        return None if self._log is None else functools.partial(self._log.debug, collector=collector)
 
     def describe(self) -> Iterable[Metric]:
         """Nothing: registering must not scrape the host."""
@@ -107,19 +92,19 @@ class HostCollector(Collector):
             "node_scrape_collector_duration_seconds", "node_exporter: Duration of a collector scrape.", ["collector"]
         )
         success = gauge("node_scrape_collector_success", "node_exporter: Whether a collector succeeded.", ["collector"])
-        for part in self._parts:
+        for name, part in self._parts:
             start = time.perf_counter()
             try:
                 families = part.collect(scrape)
             except Exception as exc:  # one source failing must not fail the scrape
                 ok = False
-                self._failed(part.name, exc)
+                self._failed(name, exc)
             else:
                 ok = True
                 out.extend(f for f in families if f.samples)  # no HELP/TYPE lines for a family with no series
-                self._errors.pop(part.name, None)
-            duration.add_metric([part.name], time.perf_counter() - start)
-            success.add_metric([part.name], 1.0 if ok else 0.0)
+                self._errors.pop(name, None)
+            duration.add_metric([name], time.perf_counter() - start)
+            success.add_metric([name], 1.0 if ok else 0.0)
         out.append(duration)
         out.append(success)
         return out
@@ -134,7 +119,7 @@ class HostCollector(Collector):
 
     def close(self) -> None:
         """Stop background threads (the filesystem collector's statvfs workers)."""
-        for part in self._parts:
+        for _, part in self._parts:
             close = getattr(part, "close", None)
             if close is not None:
                 close()

@@ -1,4 +1,4 @@
-"""What every host sub-collector shares: the per-scrape read cache, family builders, device filters."""
+"""What every host sub-collector shares: its spec, the per-scrape read cache, family builders, name filters."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, Protocol, TypeVar, cast
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.samples import Sample
 
 from .proc import ParseError
 from .system import System, read_file
+
+if TYPE_CHECKING:
+    from exporter.config.host import HostConfig
 
 T = TypeVar("T")
 
@@ -44,15 +49,57 @@ class Scrape:
 class SubCollector(Protocol):
     """One of node_exporter's collectors (cpu, meminfo, ...): its families for one scrape."""
 
-    name: str
-
-    def available(self, system: System) -> bool:
-        """Whether it can run on this system at all (else it is left out, success series included)."""
-        ...
-
     def collect(self, scrape: Scrape) -> list[Metric]:
         """Its families; raises when its source cannot be read."""
         ...
+
+
+class Platforms(StrEnum):
+    """Where a collector can run; the value is how the docs say it."""
+
+    EVERYWHERE = "everywhere"
+    LINUX_OR_PSUTIL = "Linux, elsewhere through psutil"
+    LINUX = "Linux only"
+    NOT_WINDOWS = "not on Windows"
+
+    def include(self, system: System) -> bool:
+        """Whether a collector of these platforms runs on `system` (else it is left out, success series included)."""
+        if self is Platforms.LINUX:
+            return system.linux
+        if self is Platforms.LINUX_OR_PSUTIL:
+            return system.linux or system.psutil is not None
+        if self is Platforms.NOT_WINDOWS:
+            return system.platform != "win32"
+        return True
+
+    @property
+    def note(self) -> str:
+        """What the docs add to a collector's name: nothing where upwatch runs at all (it loads psutil off Linux)."""
+        return "" if self in (Platforms.EVERYWHERE, Platforms.LINUX_OR_PSUTIL) else self.value
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorContext:
+    """What a collector's factory is given: the host config, the system, and a debug logger bound to its name."""
+
+    config: HostConfig
+    system: System
+    debug: Callable[..., None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSpec:
+    """One host collector, declared once beside its class: node_exporter's registerCollector(name, default, factory)."""
+
+    name: str
+    default_enabled: bool
+    platforms: Platforms
+    factory: Callable[[CollectorContext], SubCollector]
+
+    def markdown(self) -> str:
+        """Its name as the docs list it, with where it runs and that it is off by default when either narrows it."""
+        notes = [n for n in (self.platforms.note, "" if self.default_enabled else "off by default") if n]
+        return f"`{self.name}`" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
@@ -76,11 +123,18 @@ def single(name: str, doc: str, value: float, typ: str = "gauge") -> Metric:
     return family
 
 
-def device_ignored(name: str, include: re.Pattern[str] | None, exclude: re.Pattern[str] | None) -> bool:
-    """node_exporter's device filter: not matching the include, or matching the exclude."""
-    if include is not None and not include.search(name):
-        return True
-    return exclude is not None and exclude.search(name) is not None
+@dataclass(frozen=True, slots=True)
+class NameFilter:
+    """node_exporter's device filter: a name is ignored when it misses the include or matches the exclude."""
+
+    include: re.Pattern[str] | None
+    exclude: re.Pattern[str] | None
+
+    def ignored(self, name: str) -> bool:
+        """Whether `name` (a device, mount point or filesystem type) is left out."""
+        if self.include is not None and not self.include.search(name):
+            return True
+        return self.exclude is not None and self.exclude.search(name) is not None
 
 
 class Refreshing(Generic[T]):

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.config import DiskstatsOptions
-
-from .base import Scrape, counter, device_ignored, gauge
+from .base import CollectorSpec, NameFilter, Platforms, Scrape, counter, gauge
 from .proc import DiskLine, parse_diskstats, parse_udev
 from .system import System, read_file
 
+if TYPE_CHECKING:
+    from exporter.config.host import DiskstatsOptions
+
+# node_exporter's default --collector.diskstats.device-exclude (upstream's): partitions, loop, ram, zram, fd.
+NODE_DISK_DEVICES_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 # Sectors in /proc/diskstats are 512 bytes whatever the device's own sector size.
 _SECTOR = 512.0
 # Go multiplies by 1/1000 rather than dividing; the same here gives the same float.
@@ -71,17 +74,8 @@ def _family(index: int) -> CounterMetricFamily | GaugeMetricFamily:
 class DiskStats:
     """Per-device reads, writes, bytes, times and queue, plus node_disk_info and udev facts on Linux."""
 
-    name = "diskstats"
-
     def __init__(self, options: DiskstatsOptions) -> None:
-        self._options = options
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /proc is (off Linux: counts, bytes and times)."""
-        return system.linux or system.psutil is not None
-
-    def _ignored(self, device: str) -> bool:
-        return device_ignored(device, self._options.devices_include, self._options.devices_exclude)
+        self._devices = NameFilter(options.devices_include, options.devices_exclude)
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """The counters of every selected device."""
@@ -104,7 +98,7 @@ class DiskStats:
         ata = {key: gauge(name, doc, ["device"]) for key, name, doc in _ATA}
         udev_dir = os.path.join(scrape.rootfs, "run/udev/data")
         for disk in scrape.proc("diskstats", parse_diskstats):
-            if self._ignored(disk.device):
+            if self._devices.ignored(disk.device):
                 continue
             for family, value, (_, _, _, scale) in zip(columns, disk.stats, _COLUMNS, strict=False):
                 family.add_metric([disk.device], float(value) * scale)
@@ -158,13 +152,21 @@ class DiskStats:
         columns = {index: _family(index) for index, _, _ in _PSUTIL_FIELDS}
         disks: dict[str, Any] = system.psutil.disk_io_counters(perdisk=True) or {}
         for device, record in disks.items():
-            if self._ignored(device):
+            if self._devices.ignored(device):
                 continue
             for index, field, scale in _PSUTIL_FIELDS:
                 value = getattr(record, field, None)
                 if value is not None:
                     columns[index].add_metric([device], float(value) * scale)
         return list(columns.values())
+
+
+DISKSTATS = CollectorSpec(
+    name="diskstats",
+    default_enabled=True,
+    platforms=Platforms.LINUX_OR_PSUTIL,
+    factory=lambda c: DiskStats(c.config.diskstats),
+)
 
 
 def _udev(udev_dir: str, disk: DiskLine) -> dict[str, str]:

@@ -8,14 +8,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
-from exporter.config import FilesystemOptions
-
-from .base import Scrape, gauge
+from .base import CollectorSpec, NameFilter, Platforms, Scrape, gauge
 from .proc import Mount, parse_mounts
 from .system import StatvfsResult, System, label_text
+
+if TYPE_CHECKING:
+    from exporter.config.host import FilesystemOptions
+
+# node_exporter's defaults (upstream's, not a distribution's patched ones), so that the same
+# filesystems appear as under a stock node_exporter.
+NODE_MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+NODE_FS_TYPES_EXCLUDE = (
+    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|"
+    r"overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$"
+)
 
 # As node_exporter's --collector.filesystem.stat-workers default.
 STAT_WORKERS = 4
@@ -141,16 +151,12 @@ class _Usage:
 class Filesystem:
     """Size, free and available bytes, inodes and read-only state per mount, as node_exporter."""
 
-    name = "filesystem"
-
     def __init__(self, options: FilesystemOptions, system: System, *, log: Callable[..., None] | None = None) -> None:
-        self._options = options
+        self._timeout = options.mount_timeout
+        self._mount_points = NameFilter(options.mount_points_include, options.mount_points_exclude)
+        self._fs_types = NameFilter(options.fs_types_include, options.fs_types_exclude)
         self._pool = StatfsPool(system.statvfs)
         self._log = log
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /proc is."""
-        return system.linux or system.psutil is not None
 
     def close(self) -> None:
         """Stop the statvfs workers."""
@@ -160,7 +166,7 @@ class Filesystem:
         """One scrape: statvfs of every selected mount, waiting at most mount_timeout in all."""
         system = scrape.system
         mounts = self._select(self._mounts(scrape))
-        deadline = time.monotonic() + self._options.mount_timeout
+        deadline = time.monotonic() + self._timeout
         calls: list[tuple[Mount, StatfsCall | None]] = []
         for mount in mounts:
             if self._pool.stuck(mount.mountpoint):
@@ -252,17 +258,10 @@ class Filesystem:
 
     def _select(self, mounts: list[Mount]) -> list[Mount]:
         """Mounts passing the filters, each (device, mount point, type) once, as node_exporter."""
-        o = self._options
         seen: set[tuple[str, str, str]] = set()
         out: list[Mount] = []
         for m in mounts:
-            if o.mount_points_include is not None and not o.mount_points_include.search(m.mountpoint):
-                continue
-            if o.mount_points_exclude is not None and o.mount_points_exclude.search(m.mountpoint):
-                continue
-            if o.fs_types_include is not None and not o.fs_types_include.search(m.fstype):
-                continue
-            if o.fs_types_exclude is not None and o.fs_types_exclude.search(m.fstype):
+            if self._mount_points.ignored(m.mountpoint) or self._fs_types.ignored(m.fstype):
                 continue
             key = (m.device, m.mountpoint, m.fstype)
             if key not in seen:
@@ -272,4 +271,12 @@ class Filesystem:
 
     def _debug(self, event: str, **kw: object) -> None:
         if self._log is not None:
-            self._log(event, collector=self.name, **kw)
+            self._log(event, **kw)
+
+
+FILESYSTEM = CollectorSpec(
+    name="filesystem",
+    default_enabled=True,
+    platforms=Platforms.LINUX_OR_PSUTIL,
+    factory=lambda c: Filesystem(c.config.filesystem, c.system, log=c.debug),
+)

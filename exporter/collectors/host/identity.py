@@ -9,7 +9,7 @@ import time
 
 from prometheus_client.core import Metric
 
-from .base import Refreshing, Scrape, gauge, single
+from .base import CollectorSpec, Platforms, Refreshing, Scrape, gauge, single
 from .proc import os_version, parse_os_release
 from .system import System, label_text, read_attr, read_file
 
@@ -34,15 +34,9 @@ _MACOS_VERSION_FILE = "System/Library/CoreServices/SystemVersion.plist"
 class Time:
     """node_time_seconds, node_time_zone_offset_seconds and, on Linux, the clocksources."""
 
-    name = "time"
-
     def __init__(self, system: System) -> None:
         # The clocksource directories are made at boot; which source is current is read every scrape.
         self._clocksources = Refreshing(lambda: _clocksource_dirs(system))
-
-    def available(self, system: System) -> bool:
-        """Everywhere."""
-        return True
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """The wall clock now, its zone, and the kernel's clocksources."""
@@ -58,6 +52,11 @@ class Time:
         if system.linux:
             out.extend(_clocksources(self._clocksources.get()))
         return out
+
+
+TIME = CollectorSpec(
+    name="time", default_enabled=True, platforms=Platforms.EVERYWHERE, factory=lambda c: Time(c.system)
+)
 
 
 def _clocksource_dirs(system: System) -> list[str]:
@@ -92,14 +91,8 @@ def _clocksources(dirs: list[str]) -> list[Metric]:
 class UnameInfo:
     """node_uname_info, read once a minute at most (it changes only with the host name)."""
 
-    name = "uname"
-
     def __init__(self, system: System) -> None:
         self._info = Refreshing(lambda: _uname_labels(system))
-
-    def available(self, system: System) -> bool:
-        """Everywhere."""
-        return True
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """One series, value 1."""
@@ -110,6 +103,11 @@ class UnameInfo:
         )
         family.add_metric(list(self._info.get()), 1.0)
         return [family]
+
+
+UNAME = CollectorSpec(
+    name="uname", default_enabled=True, platforms=Platforms.EVERYWHERE, factory=lambda c: UnameInfo(c.system)
+)
 
 
 def _uname_labels(system: System) -> tuple[str, ...]:
@@ -129,14 +127,8 @@ def _uname_labels(system: System) -> tuple[str, ...]:
 class OsRelease:
     """node_os_info and node_os_version from os-release (macOS: SystemVersion.plist), re-read once a minute."""
 
-    name = "os"
-
     def __init__(self, system: System) -> None:
         self._release = Refreshing(lambda: _os_release(system))
-
-    def available(self, system: System) -> bool:
-        """Wherever os-release or SystemVersion.plist can be (not Windows)."""
-        return system.platform != "win32"
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """The release's labels, and its major.minor version as a number when it has one."""
@@ -159,6 +151,11 @@ class OsRelease:
             family.add_metric([label_text(release.get(k, "")) for k in ("ID", "ID_LIKE", "NAME")], version)
             out.append(family)
         return out
+
+
+OS = CollectorSpec(
+    name="os", default_enabled=True, platforms=Platforms.NOT_WINDOWS, factory=lambda c: OsRelease(c.system)
+)
 
 
 def _os_release(system: System) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from .base import Refreshing, Scrape, attr, counter, single
+from .base import CollectorSpec, Platforms, Refreshing, Scrape, attr, counter, single
 from .proc import (
     CPU_MODES,
     KernelStat,
@@ -20,6 +20,9 @@ from .proc import (
     parse_vmstat,
 )
 from .system import System
+
+# node_exporter's default --collector.vmstat.fields (upstream's, not a distribution's patched one).
+NODE_VMSTAT_FIELDS = r"^(oom_kill|pgpg|pswp|pg.*fault).*"
 
 # node_exporter resets a CPU's held counters when idle drops by this much: a CPU hot-plugged back in.
 _JUMP_BACK_SECONDS = 3.0
@@ -66,15 +69,9 @@ def _psutil(system: System) -> Any:
 class Cpu:
     """node_cpu_seconds_total and node_cpu_guest_seconds_total, held where the kernel goes backwards."""
 
-    name = "cpu"
-
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._held: list[dict[str, float]] = []
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /proc is."""
-        return system.linux or system.psutil is not None
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """Seconds per CPU and mode."""
@@ -120,14 +117,11 @@ class Cpu:
             return [dict(h) for h in self._held]
 
 
+CPU = CollectorSpec(name="cpu", default_enabled=True, platforms=Platforms.LINUX_OR_PSUTIL, factory=lambda _: Cpu())
+
+
 class LoadAverage:
     """node_load1, node_load5, node_load15."""
-
-    name = "loadavg"
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /proc is (Windows: psutil's emulation)."""
-        return system.linux or system.psutil is not None
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """The three load averages."""
@@ -141,14 +135,13 @@ class LoadAverage:
         ]
 
 
+LOADAVG = CollectorSpec(
+    name="loadavg", default_enabled=True, platforms=Platforms.LINUX_OR_PSUTIL, factory=lambda _: LoadAverage()
+)
+
+
 class MemInfo:
     """node_memory_*: every /proc/meminfo field on Linux, psutil's under the same names elsewhere."""
-
-    name = "meminfo"
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /proc is."""
-        return system.linux or system.psutil is not None
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """One gauge per field."""
@@ -165,17 +158,16 @@ class MemInfo:
         return [single(f"node_memory_{key}", f"Memory information field {key}.", v) for key, v in fields]
 
 
+MEMINFO = CollectorSpec(
+    name="meminfo", default_enabled=True, platforms=Platforms.LINUX_OR_PSUTIL, factory=lambda _: MemInfo()
+)
+
+
 class Stat:
     """Boot time, context switches, forks, interrupts and process counts from /proc/stat."""
 
-    name = "stat"
-
     def __init__(self) -> None:
         self._boot_time: Refreshing[float] | None = None
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /proc is (off Linux: boot time, context switches and interrupts)."""
-        return system.linux or system.psutil is not None
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """The kernel's activity counters."""
@@ -206,19 +198,16 @@ class Stat:
         return out
 
 
+STAT = CollectorSpec(name="stat", default_enabled=True, platforms=Platforms.LINUX_OR_PSUTIL, factory=lambda _: Stat())
+
+
 class VmStat:
     """node_vmstat_<field> for the /proc/vmstat fields matching the configured regex (untyped)."""
-
-    name = "vmstat"
 
     def __init__(self, fields: re.Pattern[str]) -> None:
         self._fields = fields
         # Field -> whether the regex selects it: the kernel's field names do not change, so search each once.
         self._selected: dict[str, bool] = {}
-
-    def available(self, system: System) -> bool:
-        """Linux only."""
-        return system.linux
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """The selected fields."""
@@ -236,14 +225,16 @@ class VmStat:
         return out
 
 
+VMSTAT = CollectorSpec(
+    name="vmstat",
+    default_enabled=True,
+    platforms=Platforms.LINUX,
+    factory=lambda c: VmStat(c.config.vmstat.fields),
+)
+
+
 class FileFD:
     """node_filefd_allocated and node_filefd_maximum from /proc/sys/fs/file-nr."""
-
-    name = "filefd"
-
-    def available(self, system: System) -> bool:
-        """Linux only."""
-        return system.linux
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """File handles in use and the system-wide limit."""
@@ -252,3 +243,6 @@ class FileFD:
             single("node_filefd_allocated", "File descriptor statistics: allocated.", allocated),
             single("node_filefd_maximum", "File descriptor statistics: maximum.", maximum),
         ]
+
+
+FILEFD = CollectorSpec(name="filefd", default_enabled=True, platforms=Platforms.LINUX, factory=lambda _: FileFD())

@@ -5,16 +5,26 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.config import DeviceFilter, NetclassOptions
-
-from .base import Scrape, counter, device_ignored, gauge, single
+from .base import CollectorSpec, NameFilter, Platforms, Scrape, counter, gauge, single
 from .proc import NET_DEV_FIELDS, ParseError, netstat_sections, parse_net_dev, parse_snmp6, snmp6_name
 from .system import System, label_text, read_attr, read_attr_at
 
+if TYPE_CHECKING:
+    from exporter.config.host import DeviceFilter, NetclassOptions
+
+# node_exporter's defaults (upstream's, not a distribution's patched ones): --collector.netclass.ignored-devices
+# and --collector.netstat.fields.
+NODE_NETCLASS_IGNORED_DEVICES = r"^$"
+NODE_NETSTAT_FIELDS = (
+    r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|"
+    r"TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts|TCPOFOQueue|TCPRcvQDrop)|"
+    r"Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|"
+    r"Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$"
+)
 # psutil's net_io_counters fields under node_exporter's names.
 _PSUTIL_NET = (
     ("receive_bytes", "bytes_recv"),
@@ -57,17 +67,8 @@ _ESTABLISHED = frozenset({"ESTABLISHED", "CLOSE_WAIT"})
 class NetDev:
     """Per-interface traffic counters from /proc/net/dev (psutil elsewhere)."""
 
-    name = "netdev"
-
     def __init__(self, options: DeviceFilter) -> None:
-        self._options = options
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /proc is (off Linux: bytes, packets, errs and drop)."""
-        return system.linux or system.psutil is not None
-
-    def _ignored(self, device: str) -> bool:
-        return device_ignored(device, self._options.devices_include, self._options.devices_exclude)
+        self._devices = NameFilter(options.devices_include, options.devices_exclude)
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """The counters of every selected interface."""
@@ -84,7 +85,7 @@ class NetDev:
         )
         class_net = os.path.join(scrape.sysfs, "class/net")
         for device, values in scrape.proc("net/dev", parse_net_dev):
-            if self._ignored(device):
+            if self._devices.ignored(device):
                 continue
             for family, value in zip(families, values, strict=True):
                 family.add_metric([device], float(value))
@@ -101,7 +102,7 @@ class NetDev:
         }
         nics: dict[str, Any] = system.psutil.net_io_counters(pernic=True) or {}
         for device, record in nics.items():
-            if self._ignored(device):
+            if self._devices.ignored(device):
                 continue
             for field, attr_name in _PSUTIL_NET:
                 value = getattr(record, attr_name, None)
@@ -110,20 +111,19 @@ class NetDev:
         return list(families.values())
 
 
+NETDEV = CollectorSpec(
+    name="netdev", default_enabled=True, platforms=Platforms.LINUX_OR_PSUTIL, factory=lambda c: NetDev(c.config.netdev)
+)
+
+
 class NetClass:
     """Interface state and properties from /sys/class/net (psutil's net_if_stats elsewhere)."""
-
-    name = "netclass"
 
     def __init__(self, options: NetclassOptions) -> None:
         self._ignored = options.ignored_devices
         # (device, ifindex) -> its attributes that never change while the interface exists; a new
         # interface of the same name has a new ifindex, so is read afresh.
         self._static: dict[tuple[str, int | None], dict[str, int | None]] = {}
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /sys is (off Linux: up, MTU and speed)."""
-        return system.linux or system.psutil is not None
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """up, info and the numeric attributes of every interface not ignored."""
@@ -194,6 +194,14 @@ class NetClass:
         return [up, mtu, speed]
 
 
+NETCLASS = CollectorSpec(
+    name="netclass",
+    default_enabled=True,
+    platforms=Platforms.LINUX_OR_PSUTIL,
+    factory=lambda c: NetClass(c.config.netclass),
+)
+
+
 def _attr_text(dir_fd: int, name: str) -> str:
     """An attribute's text; "" when the file is missing or the driver does not support it (EINVAL)."""
     try:
@@ -214,18 +222,12 @@ def _attr_int(dir_fd: int, name: str) -> int | None:
 class NetStat:
     """node_netstat_<Proto>_<Field> from /proc/net/{netstat,snmp,snmp6}, the fields matching the regex."""
 
-    name = "netstat"
-
     def __init__(self, fields: re.Pattern[str]) -> None:
         self._fields = fields
         # The kernel's header lines and snmp6 names do not change: which columns the regex selects is
         # worked out once per header (a few hundred searches saved per scrape).
         self._columns: dict[str, tuple[str, int, tuple[tuple[int, str], ...]]] = {}
         self._snmp6: dict[str, tuple[str, str] | None] = {}
-
-    def available(self, system: System) -> bool:
-        """Everywhere psutil or /proc is (off Linux: Tcp_CurrEstab only, counted from psutil's sockets)."""
-        return system.linux or system.psutil is not None
 
     def collect(self, scrape: Scrape) -> list[Metric]:
         """The selected protocol counters, untyped as node_exporter has them."""
@@ -280,3 +282,11 @@ class NetStat:
         sockets = system.psutil.net_connections(kind="tcp")
         established = sum(1 for s in sockets if s.status in _ESTABLISHED)
         return [single("node_netstat_Tcp_CurrEstab", "Statistic TcpCurrEstab.", float(established), "untyped")]
+
+
+NETSTAT = CollectorSpec(
+    name="netstat",
+    default_enabled=True,
+    platforms=Platforms.LINUX_OR_PSUTIL,
+    factory=lambda c: NetStat(c.config.netstat.fields),
+)

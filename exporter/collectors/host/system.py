@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from exporter.config import HostPaths
+if TYPE_CHECKING:
+    from exporter.config.host import HostPaths
 
 # Linux fixes USER_HZ at 100 for userspace on every architecture; node_exporter assumes it too.
 USER_HZ = 100.0
@@ -83,9 +84,8 @@ class System:
         return self.platform.startswith("linux")
 
     @classmethod
-    def local(cls, paths: HostPaths | None = None) -> System:
-        """The machine this process runs on."""
-        paths = paths or HostPaths()
+    def local(cls, paths: HostPaths) -> System:
+        """The machine this process runs on, its /proc, /sys and root where `paths` say."""
         plat = sys.platform
         ps: Psutil | None = None
         if not plat.startswith("linux"):
