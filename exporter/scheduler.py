@@ -69,11 +69,6 @@ class Scheduler:
         self._stopping = False
 
     @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        """The endpoints being probed now."""
-        return tuple(self._endpoints.values())
-
-    @property
     def running(self) -> int:
         """How many endpoint loops are alive."""
         return sum(1 for t in self._tasks.values() if not t.done())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -48,28 +48,51 @@ async def agent(tmp_path: Path, httpserver: HTTPServer) -> AsyncIterator[tuple[A
         await agent.stop()
 
 
-async def scrape(base: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+Metrics = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+async def scrape(base: str) -> Metrics:
     async with httpx.AsyncClient() as client:
         resp = await client.get(f"{base}/metrics")
     assert resp.status_code == 200
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    out: Metrics = {}
     for family in text_string_to_metric_families(resp.text):
         for sample in family.samples:
             out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return out
 
 
-def value(metrics: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str) -> float | None:
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
     for key, v in metrics.get(name, {}).items():
         if all((k, labels[k]) in key for k in labels):
             return v
     return None
 
 
+async def scrape_until(base: str, what: str, done: Callable[[Metrics], object]) -> Metrics:
+    """Scrape until `done(metrics)` holds (the probes run on their own timer); fail after 10 s."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        metrics = await scrape(base)
+        if done(metrics):
+            return metrics
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after 10 s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def successes(metrics: Metrics, endpoint: str) -> float:
+    """How many probes of `endpoint` have succeeded (0 before the first)."""
+    return value(metrics, "upwatch_probes_total", endpoint=endpoint, result="success") or 0
+
+
 async def test_metrics_control_paths_and_status_page(agent: tuple[Agent, str, Path]) -> None:
     _, base, _ = agent
-    await asyncio.sleep(0.6)
-    metrics = await scrape(base)
+    metrics = await scrape_until(
+        base,
+        "both endpoints probed",
+        lambda m: value(m, "upwatch_endpoint_state", endpoint="orders", state="up") and successes(m, "billing"),
+    )
     assert value(metrics, "probe_success", endpoint="orders", team="payments") == 1
     assert value(metrics, "upwatch_probes_total", endpoint="billing", result="success")
     assert value(metrics, "upwatch_endpoint_state", endpoint="orders", state="up") == 1
@@ -97,8 +120,8 @@ async def test_bad_reload_keeps_the_old_config(agent: tuple[Agent, str, Path]) -
         resp = await client.post(f"{base}/-/reload")
     assert resp.status_code == 500
     assert "url" in resp.text and "ftp://nope" in resp.text
-    await asyncio.sleep(0.4)
-    metrics = await scrape(base)
+    before = successes(await scrape(base), "orders")
+    metrics = await scrape_until(base, "orders probed after the reload", lambda m: successes(m, "orders") > before)
     assert value(metrics, "upwatch_config_last_reload_successful") == 0
     assert value(metrics, "upwatch_config_reloads_total", result="failure") == 1
     assert value(metrics, "probe_success", endpoint="orders") == 1  # still probed
@@ -107,20 +130,19 @@ async def test_bad_reload_keeps_the_old_config(agent: tuple[Agent, str, Path]) -
 
 async def test_good_reload_adds_and_removes_endpoints(agent: tuple[Agent, str, Path], httpserver: HTTPServer) -> None:
     _, base, config = agent
-    await asyncio.sleep(0.5)
-    before = value(await scrape(base), "upwatch_probes_total", endpoint="orders", result="success")
-    assert before
+    before = successes(await scrape_until(base, "three probes", lambda m: successes(m, "orders") >= 3), "orders")
+    # The new URL changes "orders" (its loop restarts) and adds "shipping".
     write_config(config, httpserver.url_for("/health"), "orders", "shipping")
     async with httpx.AsyncClient() as client:
         resp = await client.post(f"{base}/-/reload")
     assert resp.status_code == 200, resp.text
-    await asyncio.sleep(0.5)
-    metrics = await scrape(base)
+    metrics = await scrape_until(base, "shipping probed", lambda m: value(m, "probe_success", endpoint="shipping"))
     assert value(metrics, "upwatch_config_last_reload_successful") == 1
-    after = value(metrics, "upwatch_probes_total", endpoint="orders", result="success")
-    assert after is not None and after > before  # the counter went on, it was not reset
-    assert value(metrics, "probe_success", endpoint="shipping") == 1
+    # Both loops started at the reload, on grids less than an interval apart: a counter reset
+    # then would show at most two probes of "orders" by now.
+    assert successes(metrics, "orders") >= before
     assert value(metrics, "probe_success", endpoint="billing") is None
+    await scrape_until(base, "orders probed again", lambda m: successes(m, "orders") > before)
 
 
 async def test_host_only_when_no_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,7 +180,7 @@ def test_parse_listen_rejects(text: str) -> None:
 
 async def test_metrics_are_gzipped_when_asked_and_in_text_format(agent: tuple[Agent, str, Path]) -> None:
     _, base, _ = agent
-    await asyncio.sleep(0.3)
+    await scrape_until(base, "a first probe", lambda m: "probe_success" in m)
     async with httpx.AsyncClient() as client:
         zipped = await client.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
         plain = await client.get(f"{base}/metrics", headers={"Accept-Encoding": "identity"})

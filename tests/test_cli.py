@@ -300,7 +300,7 @@ def test_serve_logs_failures_and_state_changes_without_secrets(tmp_path: Path) -
     url = f"http://user:hunter2@127.0.0.1:{free_port()}/x?token=querysecret"
     cfg.write_text(
         "endpoints:\n"
-        f"  - name: down\n    url: '{url}'\n    interval: 200ms\n    timeout: 100ms\n    failure_threshold: 2\n"
+        f"  - name: down\n    url: '{url}'\n    interval: 500ms\n    timeout: 450ms\n    failure_threshold: 2\n"
         "    headers: {Authorization: 'Bearer headersecret'}\n"
     )
     port = free_port()

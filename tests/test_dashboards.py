@@ -703,7 +703,7 @@ def test_panel_queries_run_on_prometheus_and_return_data(bundle: Bundle, uid: st
         # Rates need two scrapes and the incident a few probes: poll until the data is there.
         if not empty or time.monotonic() > deadline:
             break
-        time.sleep(1)
+        time.sleep(0.5)
     assert not empty, f"{uid}: these queries returned nothing:\n" + "\n".join(empty)
 
 

@@ -8,13 +8,12 @@ and must return at least one series.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import UPWATCH, free_port, program, running
+from helpers import UPWATCH, free_port, program, running, wait_for
 
 EXPRESSIONS = {
     # instance:node_cpu_utilisation:rate5m, NodeCPUHighUsage
@@ -64,7 +63,7 @@ EXPRESSIONS = {
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus scraping a real upwatch every second, for 8 s before the queries."""
+    """A real Prometheus scraping a real upwatch every second, queried once it has scraped it twice."""
     tmp: Path = tmp_path_factory.mktemp("mixin")
     up_port, prom_port = free_port(), free_port()
     cfg = tmp / "upwatch.yml"
@@ -85,8 +84,15 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]
     base = f"http://127.0.0.1:{prom_port}"
     with running(up_args, f"http://127.0.0.1:{up_port}/-/ready"), running(prom_args, f"{base}/-/ready"):
-        time.sleep(8)
+        # rate() and predict_linear() need two samples in their window.
+        wait_for("two scrapes of upwatch", lambda: query(base, 'count_over_time(up{job="upwatch"}[1m]) >= 2'), 60)
         yield base
+
+
+def query(prometheus: str, expr: str) -> list[dict[str, object]]:
+    """The series an instant query returns (none on an error)."""
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+    return list(body.get("data", {}).get("result", []))
 
 
 @pytest.mark.parametrize("name", sorted(EXPRESSIONS))

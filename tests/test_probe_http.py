@@ -28,7 +28,10 @@ from exporter.probes.http import HttpProber
 from exporter.probes.tls import TLSContexts, TLSSetupError
 from exporter.results import PHASES, FailureReason, ProbeResult
 
-MARGIN = 0.3  # how much longer than its timeout a timed-out probe may take
+# How much longer than its deadline a timed-out probe may take: generous for a loaded machine,
+# yet well short of the 3 s a late server here takes to answer and of the 5 s timeout that an
+# explicit deadline overrides, so that a probe waiting past its deadline still fails.
+MARGIN = 1.0
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -51,6 +54,11 @@ def assert_failed(result: ProbeResult, reason: FailureReason) -> None:
 def assert_timed_out(result: ProbeResult, timeout: float) -> None:
     assert_failed(result, FailureReason.TIMEOUT)
     assert timeout - 0.05 <= result.duration_seconds <= timeout + MARGIN
+
+
+def slowest_phase(result: ProbeResult) -> str:
+    """The phase that took longest: where a probe that waited spent its time, however loaded the machine."""
+    return max(result.phases, key=result.phases.__getitem__)
 
 
 def leaf_expiry(cert: trustme.LeafCert) -> float:
@@ -202,7 +210,7 @@ async def test_broken_servers(
     result = await prober.probe(make_endpoint(server.url()))
     assert_failed(result, reason)
     assert in_message in result.message
-    assert result.duration_seconds < 1
+    assert result.duration_seconds < 3  # ended by the failure, not by the timeout
 
 
 async def test_server_that_never_answers_times_out(prober: HttpProber, raw_server: Any) -> None:
@@ -210,7 +218,7 @@ async def test_server_that_never_answers_times_out(prober: HttpProber, raw_serve
     result = await prober.probe(make_endpoint(server.url(), timeout="300ms"))
     assert_timed_out(result, 0.3)
     assert "waiting for the response" in result.message
-    assert result.phases["processing"] > 0.2
+    assert slowest_phase(result) == "processing"
 
 
 async def test_explicit_deadline_wins_over_timeout(prober: HttpProber, raw_server: Any) -> None:
@@ -227,7 +235,7 @@ async def test_endless_body_hits_the_size_limit(prober: HttpProber, raw_server: 
     assert result.message == "body larger than 4096 bytes"
     assert result.body_bytes > 4096
     assert result.status_code == 200
-    assert result.duration_seconds < 1
+    assert result.duration_seconds < 2  # ended by the failure, not by the 2 s timeout
 
 
 async def test_endless_body_hits_the_deadline(prober: HttpProber, raw_server: Any) -> None:
@@ -236,7 +244,7 @@ async def test_endless_body_hits_the_deadline(prober: HttpProber, raw_server: An
     assert_timed_out(result, 0.3)
     assert "reading the body" in result.message
     assert 0 < result.body_bytes < 10 * 1024 * 1024
-    assert result.phases["transfer"] > 0.1
+    assert slowest_phase(result) == "transfer"
 
 
 async def test_http10_response(prober: HttpProber, raw_server: Any) -> None:
@@ -282,7 +290,7 @@ async def test_connection_refused(prober: HttpProber) -> None:
     assert_failed(result, FailureReason.CONNECT)
     assert result.message == "connection refused"
     assert result.status_code == 0
-    assert result.duration_seconds < 1
+    assert result.duration_seconds < 3  # ended by the failure, not by the timeout
 
 
 async def test_unknown_host_is_a_dns_failure(prober: HttpProber) -> None:
@@ -481,7 +489,10 @@ async def test_slow_response_is_too_slow(prober: HttpProber, httpserver: HTTPSer
     assert_failed(result, FailureReason.TOO_SLOW)
     assert "max_response_time" in result.message
     assert result.status_code == 200
-    assert 0.3 <= result.duration_seconds < 0.3 + MARGIN
+    # It waited for the late answer, the server's processing time, and judged it too slow before
+    # its 3 s timeout.
+    assert 0.3 <= result.duration_seconds < 3
+    assert slowest_phase(result) == "processing"
 
 
 async def test_response_slower_than_timeout_times_out(
@@ -712,7 +723,7 @@ async def test_client_certificate(
     for result in without:
         assert_failed(result, FailureReason.TLS)
         assert "certificate required" in result.message
-        assert result.duration_seconds < 1
+        assert result.duration_seconds < 3  # ended by the failure, not by the 3 s timeout
     assert with_cert.success, with_cert.message
     assert with_cert.ssl
 
@@ -726,7 +737,7 @@ async def test_tls_server_that_resets_after_the_handshake(prober: HttpProber, ra
     assert_failed(result, FailureReason.CONNECT)
     assert result.message == "connection reset by peer"
     assert result.cert_expiry_timestamp == leaf_expiry(cert)  # from the handshake, though no response came
-    assert result.duration_seconds < 1
+    assert result.duration_seconds < 3  # ended by the failure, not by the timeout
 
 
 async def test_https_url_against_plain_http_server(prober: HttpProber, httpserver: HTTPServer) -> None:
