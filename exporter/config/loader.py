@@ -6,23 +6,15 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import UnionType
+from typing import Annotated, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from exporter.probes.tls import TLSContexts, TLSSetupError
 
 from .document import Document, read_document
-from .host import (
-    DeviceFilter,
-    DiskstatsOptions,
-    FieldsOption,
-    FilesystemOptions,
-    HostCollectors,
-    HostConfig,
-    HostPaths,
-    NetclassOptions,
-)
-from .models import DEFAULTABLE, SLO, Config, Endpoint, EndpointDefaults, Expect, TLSConfig
+from .models import DEFAULTABLE, Config, Endpoint, EndpointDefaults
 from .problems import ConfigError, PathKey, Problem, printable
 from .values import clip, format_duration, parse_duration, type_name
 
@@ -359,35 +351,26 @@ def _report(
 _BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
 
 
-_SUBMODELS: dict[str, type[BaseModel]] = {
-    "expect": Expect,
-    "tls": TLSConfig,
-    "slo": SLO,
-    "host": HostConfig,
-    "collectors": HostCollectors,
-    "paths": HostPaths,
-    "filesystem": FilesystemOptions,
-    "diskstats": DiskstatsOptions,
-    "netdev": DeviceFilter,
-    "netclass": NetclassOptions,
-    "netstat": FieldsOption,
-    "vmstat": FieldsOption,
-}
-
-
 def _known_keys(path: PathKey) -> list[str]:
-    """Valid keys of the mapping at a path, for "did you mean" hints."""
+    """Valid keys of the mapping at a path, for "did you mean" hints: the fields of the model found there."""
     named = [p for p in path if isinstance(p, str)]
-    model: type[BaseModel] = Config
+    model: type[BaseModel] | None = Config
     if named[:1] == ["endpoints"]:
-        model = Endpoint
-        named = named[1:]
+        model, named = Endpoint, named[1:]
     elif named[:1] == ["defaults"]:
-        model = EndpointDefaults
-        named = named[1:]
+        model, named = EndpointDefaults, named[1:]
     for part in named:
-        sub = _SUBMODELS.get(part)
-        if sub is None:
-            return []
-        model = sub
-    return list(model.model_fields)
+        field = model.model_fields.get(part) if model is not None else None
+        model = _model_in(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model a field holds (`Expect`, `TLSConfig | None`, ...), None for plain values, lists and mappings."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, UnionType, Annotated):
+        for arg in get_args(annotation):
+            if (model := _model_in(arg)) is not None:
+                return model
+    return None
