@@ -168,14 +168,7 @@ def _check_timing(
     if timeout < interval:
         return True
 
-    def origin(key: str) -> tuple[bool, str]:
-        """Whether the key was written at `path`, and where its value came from otherwise."""
-        if key not in merged:
-            return False, " by default"
-        src = _source((key,), sources, path)
-        return src[: len(path)] == path, " from defaults"
-
-    (t_here, t_from), (i_here, i_from) = origin("timeout"), origin("interval")
+    (t_here, t_from), (i_here, i_from) = (_origin((key,), merged, sources, path) for key in ("timeout", "interval"))
     if t_here:
         key, message = (
             "timeout",
@@ -253,12 +246,10 @@ def _check_max_response_time(
     limit, timeout = endpoint.expect.max_response_time, endpoint.timeout
     if limit is None or limit < timeout:
         return
-    timeout_source = _source(("timeout",), sources, path) if "timeout" in merged else None
-    timeout_here = timeout_source is not None and timeout_source[: len(path)] == path
-    limit_here = _source(("expect", "max_response_time"), sources, path)[: len(path)] == path
-    if limit_here:
+    timeout_here, timeout_from = _origin(("timeout",), merged, sources, path)
+    if _origin(("expect", "max_response_time"), merged, sources, path)[0]:
         where: PathKey = (*path, "expect", "max_response_time")
-        shown = f"{format_duration(timeout)}{'' if timeout_here else _origin(timeout_source)}"
+        shown = f"{format_duration(timeout)}{'' if timeout_here else timeout_from}"
         message = f"must be shorter than timeout ({shown}), got {format_duration(limit)}"
     elif timeout_here:
         where = (*path, "timeout")
@@ -266,14 +257,18 @@ def _check_max_response_time(
         message += f", got {format_duration(timeout)}"
     else:  # both from the defaults (or the timeout built in): once, there
         where = ("defaults", "expect", "max_response_time")
-        shown = f"{format_duration(timeout)}{'' if timeout_source else ' by default'}"
+        shown = f"{format_duration(timeout)}{'' if 'timeout' in merged else timeout_from}"
         message = f"must be shorter than timeout ({shown}), got {format_duration(limit)}"
     doc.problem(where, message)
 
 
-def _origin(source: PathKey | None) -> str:
-    """How a message says where a value not written at the endpoint came from."""
-    return " from defaults" if source is not None else " by default"
+def _origin(
+    loc: PathKey, merged: Mapping[str, object], sources: Mapping[PathKey, PathKey], path: PathKey
+) -> tuple[bool, str]:
+    """Whether the value at `loc` of an endpoint was written at `path`; else how a message says where it came from."""
+    if loc[0] not in merged:
+        return False, " by default"
+    return _source(loc, sources, path)[: len(path)] == path, " from defaults"
 
 
 def _problem_at_source(
