@@ -139,10 +139,12 @@ class Scheduler:
             now = loop.time()
             if following < now:
                 missed = next_tick(self._anchor, offset, endpoint.interval, now)
+                skipped = round((missed - following) / endpoint.interval)
+                self._store.record_skipped(endpoint.name, skipped)
                 self._log.warning(
                     "probe ticks skipped",
                     endpoint=endpoint.name,
-                    skipped=round((missed - following) / endpoint.interval),
+                    skipped=skipped,
                     hint="probes wait for a free slot: raise max_concurrent_probes or lengthen intervals",
                 )
                 following = missed

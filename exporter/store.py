@@ -56,6 +56,7 @@ class EndpointSnapshot:
     duration_count: int
     state: StateSnapshot
     last_run: float | None  # when the last probe finished (unix seconds)
+    ticks_skipped: int = 0  # scheduled probes that never ran because the previous one ran late
     version: int = 0  # changes whenever anything above changes; equal versions mean equal data
 
 
@@ -70,7 +71,17 @@ class StoreSnapshot:
 class _Entry:
     """Mutable per-endpoint data; only touched with the store's lock held."""
 
-    __slots__ = ("bucket_hits", "duration_sum", "endpoint", "failures", "last", "state", "success", "version")
+    __slots__ = (
+        "bucket_hits",
+        "duration_sum",
+        "endpoint",
+        "failures",
+        "last",
+        "skipped",
+        "state",
+        "success",
+        "version",
+    )
 
     def __init__(self, endpoint: Endpoint, state: EndpointState, buckets: int) -> None:
         self.endpoint = endpoint
@@ -80,6 +91,7 @@ class _Entry:
         self.failures = dict.fromkeys(FailureReason, 0)
         self.bucket_hits = [0] * (buckets + 1)  # per bucket, not cumulative: cheap to update
         self.duration_sum = 0.0
+        self.skipped = 0
         self.version = 0
 
 
@@ -94,6 +106,7 @@ class _Raw:
     bucket_hits: tuple[int, ...]
     duration_sum: float
     state: StateSnapshot
+    skipped: int
     version: int
 
 
@@ -167,6 +180,16 @@ class ResultStore:
             entry.duration_sum += result.duration_seconds
             return entry.state.record(result)
 
+    def record_skipped(self, name: str, ticks: int) -> None:
+        """Count `ticks` scheduled probes of `name` that never ran; unknown endpoints are ignored."""
+        if ticks <= 0:
+            return
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None:
+                entry.skipped += ticks
+                entry.version = next(self._versions)
+
     def snapshot(self, names: Collection[str] | None = None) -> StoreSnapshot:
         """Immutable copies of every endpoint's data (or only the named ones), in config order."""
         with self._lock:
@@ -182,6 +205,7 @@ class ResultStore:
                     bucket_hits=tuple(e.bucket_hits),
                     duration_sum=e.duration_sum,
                     state=e.state.snapshot(),
+                    skipped=e.skipped,
                     version=e.version,
                 )
                 for e in entries
@@ -213,5 +237,6 @@ def _finish(raw: _Raw) -> EndpointSnapshot:
         duration_count=running,
         state=raw.state,
         last_run=raw.last.finished_at if raw.last is not None else None,
+        ticks_skipped=raw.skipped,
         version=raw.version,
     )

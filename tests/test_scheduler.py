@@ -139,6 +139,25 @@ async def test_concurrency_cap_is_respected() -> None:
     assert sum(counts(store).values()) >= 4
 
 
+@pytest.mark.looptime
+async def test_ticks_that_could_not_run_are_counted_and_logged() -> None:
+    store = ResultStore()
+    prober = RecordingProber(duration=0.35)  # one slot, two endpoints: each waits for the other
+    with structlog.testing.capture_logs() as logs:
+        scheduler = Scheduler(prober=prober, store=store, max_concurrency=1, log=LOG)
+        await scheduler.apply([endpoint(f"ep-{i}", interval="500ms", timeout="400ms") for i in range(2)])
+        await asyncio.sleep(5)
+        await scheduler.stop()
+    skipped = {ep.endpoint.name: ep.ticks_skipped for ep in store.snapshot().endpoints}
+    ran = counts(store)
+    assert all(n > 0 for n in skipped.values())
+    # every tick of the 5 s either ran or was counted as skipped (the last one may be in flight)
+    for name in skipped:
+        assert 9 <= ran[name] + skipped[name] <= 10
+    logged = [e for e in logs if e["event"] == "probe ticks skipped"]
+    assert sum(e["skipped"] for e in logged) == sum(skipped.values())
+
+
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A TCP server on loopback that accepts connections and never answers."""
