@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import trustme
+import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pytest_httpserver import HTTPServer
@@ -27,6 +28,10 @@ from exporter.config import Endpoint
 from exporter.probes.http import HttpProber
 from exporter.probes.tls import TLSContexts, TLSSetupError
 from exporter.results import PHASES, FailureReason, ProbeResult
+
+# pytest-asyncio 1.x deprecates overriding event_loop_policy in favour of a hook that would have to name
+# a loop for every async test of the suite; the fixture below parametrizes this file only.
+pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture:DeprecationWarning')
 
 # How much longer than its deadline a timed-out probe may take: generous for a loaded machine,
 # yet well short of the 3 s a late server here takes to answer and of the 5 s timeout that an
@@ -63,6 +68,12 @@ def slowest_phase(result: ProbeResult) -> str:
 
 def leaf_expiry(cert: trustme.LeafCert) -> float:
     return x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes()).not_valid_after_utc.timestamp()
+
+
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every probe test runs on the standard loop and on uvloop, which worker processes use."""
+    return uvloop.EventLoopPolicy() if request.param == "uvloop" else asyncio.DefaultEventLoopPolicy()
 
 
 @pytest.fixture

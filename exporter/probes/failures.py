@@ -1,15 +1,56 @@
-"""Why a probe failed: one of the contract's reasons and a short message, from whatever was raised."""
+"""Why a probe failed: the errors the exchange raises, and one contract reason with a short, secret-free message."""
 
 from __future__ import annotations
 
 import errno
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-import httpx
-
-from exporter.probes.trace import HandshakeError, ResolveError
+from exporter.redact import SecretScrubber
 from exporter.results import FailureReason
+
+MAX_MESSAGE = 300
+
+
+class ProbeError(Exception):
+    """Something the exchange found wrong; `reason` and the text say what, for `classify`."""
+
+    reason = FailureReason.ERROR
+
+
+class ResolveError(ProbeError):
+    """A failed DNS lookup."""
+
+    reason = FailureReason.DNS
+
+
+class HandshakeError(ProbeError):
+    """A TLS handshake that failed for any cause; the cause is chained."""
+
+    reason = FailureReason.TLS
+
+
+class InvalidResponse(ProbeError):
+    """The server's bytes are not an HTTP/1.x response (or one cut short)."""
+
+    reason = FailureReason.PROTOCOL
+
+
+class NoResponse(ProbeError):
+    """The server closed the connection before sending a single byte of response."""
+
+    reason = FailureReason.PROTOCOL
+
+
+class UnsupportedRedirect(ProbeError):
+    """A redirect to somewhere a probe does not go (another scheme, a broken Location)."""
+
+    reason = FailureReason.PROTOCOL
+
+
+class InvalidRequest(ProbeError):
+    """The request cannot be sent as configured (a header with a line break, say); its values stay out."""
 
 
 @dataclass(slots=True)
@@ -34,9 +75,6 @@ def exception_chain(exc: BaseException) -> list[BaseException]:
         seen.append(current)
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)
-        # httpcore re-raises `from None` with the original as its argument, so suppressed
-        # contexts and exception arguments are followed too.
-        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
         todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return seen
 
@@ -53,6 +91,7 @@ _CONNECT_ERRNOS = {
     errno.ETIMEDOUT: "connect timed out",
     errno.EADDRNOTAVAIL: "address not available",
 }
+_DROPPED = (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE)
 
 
 def classify(exc: BaseException) -> Failure:
@@ -68,38 +107,28 @@ def classify(exc: BaseException) -> Failure:
     handshake = any(isinstance(e, HandshakeError) for e in chain)
     prefix = "tls handshake failed" if handshake else "tls error"
     for e in chain:
-        # "Want read/write" only mean "call again": anyio leaves them behind as contexts.
         if isinstance(e, ssl.SSLError) and not isinstance(e, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
             return Failure(FailureReason.TLS, f"{prefix}: {_ssl_reason(e)}")
     if handshake:
         return Failure(FailureReason.TLS, f"{prefix}: {_os_error_text(chain) or 'connection closed by the server'}")
     for e in chain:
         if isinstance(e, OSError) and e.errno in _CONNECT_ERRNOS:
-            dropped = e.errno in (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE)
-            return Failure(FailureReason.CONNECT, _CONNECT_ERRNOS[e.errno], dropped=dropped)
+            return Failure(FailureReason.CONNECT, _CONNECT_ERRNOS[e.errno], dropped=e.errno in _DROPPED)
     for e in chain:
+        if isinstance(e, NoResponse):
+            return Failure(e.reason, str(e), dropped=True)
+        if isinstance(e, ProbeError):
+            return Failure(e.reason, str(e))
         if isinstance(e, ConnectionError):
             return Failure(FailureReason.CONNECT, f"connection error: {e.strerror or type(e).__name__}")
-    for e in chain:
-        if isinstance(e, httpx.RemoteProtocolError):
-            text = str(e)
-            if text.startswith("Server disconnected without sending a response"):
-                return Failure(FailureReason.PROTOCOL, "server closed the connection without a response", dropped=True)
-            return Failure(FailureReason.PROTOCOL, f"invalid HTTP response: {_lower_first(text).rstrip('.')}")
-        if isinstance(e, httpx.DecodingError):
-            return Failure(FailureReason.PROTOCOL, f"cannot decode the response body: {_lower_first(str(e))}")
-        if isinstance(e, httpx.UnsupportedProtocol):
-            return Failure(FailureReason.PROTOCOL, f"unsupported redirect target: {_lower_first(str(e))}")
-        if isinstance(e, httpx.LocalProtocolError):
-            # Its text may quote a request header value, so it is left out.
-            return Failure(FailureReason.ERROR, "invalid request: httpx refused to send it")
-        if isinstance(e, httpx.ConnectError):
-            return Failure(FailureReason.CONNECT, f"connect failed: {_lower_first(str(e)) or 'unknown error'}")
-        if isinstance(e, httpx.NetworkError):
-            return Failure(FailureReason.CONNECT, f"connection error: {_lower_first(str(e)) or type(e).__name__}")
         if isinstance(e, OSError) and e.strerror:
             return Failure(FailureReason.CONNECT, f"connection error: {e.strerror}")
     return Failure(FailureReason.ERROR, f"unexpected error: {type(exc).__name__}: {exc}".rstrip(": "))
+
+
+def public_message(failure: Failure, url: str, header_values: Iterable[str]) -> str:
+    """The failure's message with the endpoint's secrets (URL credentials and query, header values) replaced."""
+    return SecretScrubber(url, header_values, max_length=MAX_MESSAGE)(failure.message)
 
 
 def _os_error_text(chain: list[BaseException]) -> str | None:
@@ -115,7 +144,3 @@ def _ssl_reason(e: ssl.SSLError) -> str:
     if e.reason:
         return e.reason.lower().replace("_", " ")
     return e.strerror or str(e) or type(e).__name__
-
-
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]

@@ -1,4 +1,4 @@
-"""TLS material: SSL contexts built from an endpoint's `tls` settings, checked at config load and cached.
+"""TLS: SSL contexts from an endpoint's `tls` settings (checked at config load, cached), expiry, second looks.
 
 Building a context costs milliseconds (the trust store is parsed), so one is built per distinct TLS
 setting and shared by every probe that uses it. The config loader builds each one first, so a bad
@@ -8,6 +8,7 @@ loaded again on the next probe that needs it.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -153,3 +154,37 @@ class TLSContexts:
     def clear(self) -> None:
         """Forget every context."""
         self._contexts.clear()
+
+
+def cert_expiry(der: bytes | None) -> float | None:
+    """The notAfter of a DER certificate, unix seconds; None without one or when it does not parse."""
+    if der is None:
+        return None
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+    except ValueError:
+        return None
+
+
+async def unverified_cert(context: ssl.SSLContext, address: str, port: int, server_name: str | None) -> bytes | None:
+    """The leaf certificate from a non-verifying handshake (`context` must not verify), to report its expiry."""
+    _, writer = await asyncio.open_connection(address, port, ssl=context, server_hostname=server_name)
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        return der if isinstance(der, bytes) else None
+    finally:
+        writer.transport.abort()
+
+
+async def read_after_handshake(context: ssl.SSLContext, address: str, port: int, server_name: str | None) -> None:
+    """Handshake, send nothing and wait for a byte: raises the server's alert if it rejects the handshake late.
+
+    In TLS 1.3 a server judges the client certificate only after the client considers the handshake done
+    and has sent its request; its alert then often races with a reset (the request was never read) and is
+    lost. A handshake that sends nothing lets the alert arrive intact. The caller bounds the wait.
+    """
+    reader, writer = await asyncio.open_connection(address, port, ssl=context, server_hostname=server_name)
+    try:
+        await reader.read(1)
+    finally:
+        writer.transport.abort()

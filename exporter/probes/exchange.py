@@ -1,0 +1,476 @@
+"""One HTTP/1.x exchange over one connection: an asyncio Protocol with llhttp's parser (httptools).
+
+A probe sends one request and reads one response on a fresh connection, so a general client's
+machinery (pools, stream objects, per-chunk tasks) is mostly overhead. Here the connection is a
+Protocol: the kernel's events arrive as callbacks, each timestamped on arrival, and the parser runs
+in C inside them. The body is counted as it arrives and kept only when a check reads it, decoded
+with a bound on its decoded size however it is compressed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import errno
+import os
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httptools
+from yarl import URL
+
+from exporter.probes.failures import HandshakeError, InvalidRequest, InvalidResponse, NoResponse, UnsupportedRedirect
+from exporter.probes.trace import Handshake, ProbeTrace, peer_cert
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_CODINGS = 2  # stacked content codings decoded (gzip of gzip); a third is refused as a decompression bomb
+_INFLATE_STEP = 64 * 1024  # most bytes one decompression step may produce
+_READ_LIMIT = 64 * 1024  # header bytes allowed before the headers end
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a request goes: what to connect to, what to ask for, and the credentials the URL carries."""
+
+    scheme: str
+    host: str  # to resolve and connect to: IDNA-encoded, IPv6 without brackets
+    port: int
+    request_target: str  # path and query, percent-encoded
+    host_header: str
+    credentials: tuple[str, str] | None
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """Scheme, host and port: what decides whether a redirect stays on the same site."""
+        return self.scheme, self.host, self.port
+
+
+def parse_target(url: URL) -> Target:
+    """A Target from a URL; raises UnsupportedRedirect for a scheme or host a probe cannot go to."""
+    scheme = url.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise UnsupportedRedirect(f"unsupported redirect target: scheme {scheme or 'none'!r} is not http or https")
+    host = url.raw_host
+    if not host:
+        raise UnsupportedRedirect("unsupported redirect target: the location has no host")
+    port = url.port or DEFAULT_PORTS[scheme]
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
+    credentials = (url.user or "", url.password or "") if url.raw_user is not None else None
+    return Target(scheme, host, port, url.raw_path_qs or "/", host_header, credentials)
+
+
+def build_request(method: str, target: Target, headers: Sequence[tuple[str, str]], body: bytes | None) -> bytes:
+    """The request's bytes; raises InvalidRequest (without the offending value) if a header cannot be sent."""
+    lines = [f"{method} {target.request_target} HTTP/1.1", f"Host: {target.host_header}"]
+    names = {name.lower() for name, _ in headers}
+    for name, value in headers:
+        if "\r" in value or "\n" in value or "\0" in value or not name or any(c in name for c in ":\r\n\0 "):
+            raise InvalidRequest(f"invalid request: header {name[:40]!r} holds a character HTTP forbids")
+        lines.append(f"{name}: {value}")
+    if target.credentials is not None and "authorization" not in names:
+        token = base64.b64encode(":".join(target.credentials).encode()).decode()
+        lines.append(f"Authorization: Basic {token}")
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidRequest("invalid request: a header holds characters outside latin-1") from None
+    return head + body if body else head
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A response's status line and headers."""
+
+    status: int
+    http_version: float
+    headers: tuple[tuple[str, str], ...]  # (lower-case name, value) in the order received
+
+    def get(self, name: str) -> str | None:
+        """The first value of a header, if any."""
+        return next((v for k, v in self.headers if k == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """What was read of a body: its decoded size, and its bytes when kept."""
+
+    size: int  # decoded bytes received (past the limit, as far as reading went)
+    data: bytes | None  # None unless kept; never more than the limit
+    oversize: bool  # more than the limit arrived, so reading stopped
+
+
+async def connect(address: str, port: int, trace: ProbeTrace) -> HttpConnection:
+    """A TCP connection to address:port, its connect phase timed at the kernel's "connected" event."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        trace.start("connect")
+        connected: asyncio.Future[float] = loop.create_future()
+        try:
+            sock.connect((address, port))
+            connected.set_result(time.monotonic())
+        except BlockingIOError:
+            fd = sock.fileno()
+            loop.add_writer(fd, _set_time, connected)
+            try:
+                await connected
+            finally:
+                loop.remove_writer(fd)
+        trace.stop(connected.result())
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
+        connection = HttpConnection(trace, address, port)
+        await loop.create_connection(lambda: connection, sock=sock)
+        return connection
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _set_time(future: asyncio.Future[float]) -> None:
+    if not future.done():
+        future.set_result(time.monotonic())
+
+
+class HttpConnection(asyncio.Protocol):
+    """One connection and the response being read on it; errors are kept and raised to the awaiting probe."""
+
+    def __init__(self, trace: ProbeTrace, address: str, port: int) -> None:
+        self.address = address
+        self.port = port
+        self.ssl_object: ssl.SSLObject | None = None
+        self._trace = trace
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._parser: httptools.HttpResponseParser | None = None
+        self._now = 0.0  # when the data being parsed arrived
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        # The response being read; reset by every `send`.
+        self._head_only = False
+        self._limit = 0
+        self._keep = False
+        self._decode = True
+        self._head: Head | None = None
+        self._headers: list[tuple[str, str]] = []
+        self._interim = False
+        self._until_close = False
+        self._keep_alive = False
+        self._complete = False
+        self._oversize = False
+        self._done_at: float | None = None
+        self._decoder: BodyDecoder | None = None
+        self._size = 0
+        self._kept = bytearray()
+        self._received = 0
+
+    # -- the probe's side
+
+    async def start_tls(self, context: ssl.SSLContext, server_name: str | None) -> None:
+        """Upgrade to TLS, timing the handshake and keeping the certificate; raises HandshakeError."""
+        assert self._transport is not None
+        handshake = self._trace.handshake = Handshake(self.address, self.port, server_name)
+        self._trace.start("tls")
+        began = time.monotonic()
+        try:
+            transport = await self._loop.start_tls(self._transport, self, context, server_hostname=server_name)
+        except ssl.SSLCertVerificationError:
+            raise
+        except (OSError, ssl.SSLError, ConnectionError, EOFError) as exc:
+            # The TCP connection stood, so whatever broke the handshake (even a reset) is a TLS failure.
+            raise HandshakeError("tls handshake failed") from exc
+        finally:
+            ended = time.monotonic()
+            self._trace.stop(ended)
+            handshake.seconds = ended - began
+        if transport is None:
+            raise HandshakeError("tls handshake failed") from ConnectionResetError(errno.ECONNRESET, "closed")
+        self._transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.ssl_object = ssl_object
+        handshake.version = ssl_object.version() if ssl_object is not None else None
+        handshake.peer_cert = peer_cert(ssl_object)
+
+    def send(self, request: bytes, *, head_only: bool, limit: int, keep: bool, codings: bool = True) -> None:
+        """Send a request and start reading its response (keeping at most `limit` decoded body bytes if `keep`)."""
+        assert self._transport is not None
+        self._reset_response(head_only=head_only, limit=limit, keep=keep)
+        self._decode = codings
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport.write(request)
+        self._trace.start("processing")
+
+    async def head(self) -> Head:
+        """Wait for the response's status line and headers."""
+        await self._wait(lambda: self._head is not None)
+        assert self._head is not None
+        return self._head
+
+    async def body(self) -> Body:
+        """Wait for the end of the body (or for the limit to be passed)."""
+        await self._wait(lambda: self._complete or self._oversize)
+        data = bytes(self._kept) if self._keep and not self._oversize else None
+        return Body(self._size, data, self._oversize)
+
+    @property
+    def body_size(self) -> int:
+        """Decoded body bytes of the current response received so far."""
+        return self._size
+
+    @property
+    def completed_at(self) -> float | None:
+        """When the last byte of the response arrived, if it did."""
+        return self._done_at
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may follow on this connection (the response was whole and keep-alive)."""
+        return self._complete and self._keep_alive and not self._closed and self._error is None
+
+    def close(self) -> None:
+        """Close the connection at once (a probe never waits for a polite shutdown)."""
+        self._parser = None
+        if self._transport is not None and not self._closed:
+            self._transport.abort()
+
+    async def _wait(self, check: Callable[[], bool]) -> None:
+        while not check():
+            if self._error is not None:
+                raise self._error
+            if self._closed:
+                raise NoResponse("server closed the connection without a response")
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self._error is not None and not check():
+            raise self._error
+
+    # -- the loop's side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a stream transport (uvloop's is no subclass)
+
+    def data_received(self, data: bytes) -> None:
+        self._now = time.monotonic()
+        self._received += len(data)
+        parser = self._parser
+        if parser is None:
+            return
+        if self._head is None and self._received > _READ_LIMIT:
+            self._fail(InvalidResponse(f"invalid HTTP response: headers longer than {_READ_LIMIT} bytes"))
+            return
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(InvalidResponse("invalid HTTP response: the server switched protocols"))
+        except httptools.HttpParserError as exc:
+            if self._error is None:
+                self._fail(InvalidResponse(f"invalid HTTP response: {_parser_text(exc)}"))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        now = time.monotonic()
+        if self._parser is not None and not self._complete and self._error is None:
+            if self._head is not None and exc is None and self._until_close:
+                self._finish(now)  # a body without length or chunks ends where the connection does
+            elif exc is not None:
+                self._error = exc
+            elif self._head is None and self._received == 0:
+                self._error = NoResponse("server closed the connection without a response")
+            elif self._head is None:
+                self._error = InvalidResponse("invalid HTTP response: connection closed in the middle of the headers")
+            else:
+                self._error = InvalidResponse("invalid HTTP response: connection closed before the body was complete")
+        self._parser = None
+        self._wake()
+
+    # httptools' callbacks, inside feed_data
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # an interim response: the real one follows
+            self._headers = []
+            self._interim = True
+            return
+        self._interim = False
+        head = Head(status, _version(parser.get_http_version()), tuple(self._headers))
+        self._head = head
+        self._trace.start("transfer", self._now)
+        self._keep_alive = parser.should_keep_alive()
+        length = head.get("content-length")
+        chunked = "chunked" in (head.get("transfer-encoding") or "").lower()
+        self._until_close = length is None and not chunked and status not in (204, 304)
+        codings = [c.strip().lower() for c in (head.get("content-encoding") or "").split(",") if c.strip()]
+        if self._decode and codings:
+            try:
+                self._decoder = BodyDecoder(codings)
+            except InvalidResponse as exc:
+                self._fail(exc)
+                return
+        if self._head_only:
+            self._finish(self._now)
+            self._parser = None
+        self._wake()
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._oversize or self._error is not None:
+            return
+        room = self._limit - self._size
+        if self._decoder is not None:
+            try:
+                chunk = self._decoder.feed(chunk, room)
+            except InvalidResponse as exc:
+                self._fail(exc)
+                return
+        self._size += len(chunk)
+        if self._size > self._limit:
+            self._oversize = True
+            self._trace.stop(self._now)
+            self.close()
+            self._wake()
+            return
+        if self._keep:
+            self._kept += chunk
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self._head is not None and not self._complete:
+            self._finish(self._now)
+            self._wake()
+
+    # -- helpers
+
+    def _reset_response(self, *, head_only: bool, limit: int, keep: bool) -> None:
+        self._head_only = head_only
+        self._limit = limit
+        self._keep = keep
+        self._decode = True
+        self._head = None
+        self._headers = []
+        self._interim = False
+        self._until_close = False
+        self._keep_alive = False
+        self._complete = False
+        self._oversize = False
+        self._done_at = None
+        self._decoder = None
+        self._size = 0
+        self._kept = bytearray()
+        self._received = 0
+
+    def _finish(self, at: float) -> None:
+        self._complete = True
+        self._done_at = at
+        self._trace.stop(at)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._parser = None
+        self.close()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class _Inflater:
+    """One content coding (gzip or deflate), decompressed a bounded step at a time."""
+
+    def __init__(self, coding: str) -> None:
+        self._raw_fallback = coding == "deflate"  # servers send both zlib-wrapped and raw deflate
+        self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS)
+        self._started = False
+
+    def step(self, data: bytes) -> tuple[bytes, bool]:
+        """Decompress at most one step of `data`'s output; the output and whether input is left over."""
+        try:
+            out = self._inflater.decompress(data, _INFLATE_STEP)
+        except zlib.error:
+            if self._raw_fallback and not self._started:
+                self._raw_fallback = False
+                self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.step(data)
+            raise
+        self._started = True
+        return out, bool(self._inflater.unconsumed_tail) or len(out) == _INFLATE_STEP
+
+    @property
+    def tail(self) -> bytes:
+        return self._inflater.unconsumed_tail
+
+
+class BodyDecoder:
+    """Undoes a response's content codings, never producing much more than it was asked for.
+
+    A few kilobytes of gzip can stand for gigabytes; each layer here produces at most one step of
+    output at a time and stops as soon as the caller's room is passed, so a bomb costs the limit, not
+    its decoded size. Unknown codings are left as they are (the checks then see the encoded bytes).
+    """
+
+    def __init__(self, codings: Sequence[str]) -> None:
+        known = [c for c in codings if c in ("gzip", "x-gzip", "deflate")]
+        if len(known) > MAX_CODINGS:
+            raise InvalidResponse(f"cannot decode the response body: more than {MAX_CODINGS} stacked content codings")
+        self._layers = [_Inflater("gzip" if c == "x-gzip" else c) for c in reversed(known)]
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Decoded output of `data`, at most room + 1 bytes (one past the room says "too large")."""
+        sink = bytearray()
+        try:
+            self._push(0, data, room, sink)
+        except zlib.error as exc:
+            raise InvalidResponse(f"cannot decode the response body: {exc}") from None
+        return bytes(sink)
+
+    def _push(self, index: int, data: bytes, room: int, sink: bytearray) -> None:
+        """Run `data` through layer `index` and those after it into `sink`, stopping once the room is passed."""
+        if index == len(self._layers):
+            sink += data[: room + 1 - len(sink)]
+            return
+        layer = self._layers[index]
+        pending = data
+        while len(sink) <= room:
+            produced, more = layer.step(pending)
+            pending = layer.tail
+            if produced:
+                self._push(index + 1, produced, room, sink)
+            if not more:
+                break
+
+
+def _version(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def _parser_text(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".") or type(exc).__name__
+    return text[:1].lower() + text[1:]
