@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, loop
 from .app import DEFAULT_LISTEN, Agent, config_source, parse_listen, probe_once
 from .config import Config, ConfigError, Problem, json_schema_text, load_config
 from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
@@ -51,7 +50,7 @@ def serve(config_file: str | None, listen: str, log_level: str, log_format: str 
         await agent.run()
 
     try:
-        asyncio.run(run())
+        loop.run(run())
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("invalid config", problem=str(problem))
@@ -173,7 +172,7 @@ def probe(config_file: str | None, endpoints: tuple[str, ...], fmt: str) -> None
     if not config.endpoints:
         click.echo(f"{source.path}: no endpoints to probe", err=True)
         sys.exit(0)
-    results = asyncio.run(probe_once(config, endpoints, tls))
+    results = loop.run(probe_once(config, endpoints, tls))
     if fmt == "json":
         click.echo(json.dumps([_result_json(r) for r in results], indent=2))
     else:
