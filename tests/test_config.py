@@ -711,7 +711,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         alias_bomb(),
-        [(1, 1, "(root)", "the document expands to more than 100000 values (alias bomb?)")],
+        [(1, 1, "(root)", "aliases expand the document by more than 100000 values (alias bomb?)")],
         id="yaml-alias-bomb",
     ),
     pytest.param(
@@ -853,6 +853,16 @@ BAD_CONFIGS = [
         id="many-problems-at-once",
     ),
 ]
+
+
+def test_a_long_file_written_out_in_full_is_no_alias_bomb() -> None:
+    # 20,000 endpoints with a label each are well over 100,000 values, none of them from an alias.
+    endpoints = "".join(
+        f"  - {{name: ep-{i}, url: 'http://127.0.0.1:1/{i}', labels: {{team: t{i % 9}}}}}\n" for i in range(20_000)
+    )
+    config = parse_config("endpoints:\n" + endpoints, "long.yml", env={}, base_dir=CONFIGS)
+    assert len(config.endpoints) == 20_000
+    assert config.endpoints[-1].labels == {"team": "t1"}
 
 
 @pytest.mark.parametrize(("source", "expected"), BAD_CONFIGS)

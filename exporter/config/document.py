@@ -10,13 +10,14 @@ import yaml
 from .problems import ConfigError, PathKey, Problem, format_location, printable
 from .values import type_name
 
-_MAX_NODES = 100_000  # guards against alias bombs ("billion laughs")
+_MAX_NODES = 100_000  # values an alias may expand to, against alias bombs ("billion laughs")
 _MAX_DEPTH = 100
 _ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[dict[str, object], Document]:
@@ -24,7 +25,7 @@ def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[
     text = _decode(raw, file)
     doc = Document(file, env)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_yaml_problem(exc, file)]) from None
     except yaml.YAMLError as exc:  # one line, as every problem is
@@ -38,9 +39,8 @@ def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[
     try:
         data = doc.convert(node, ())
     except _TooLarge:
-        raise ConfigError(
-            [Problem(file, 1, 1, "(root)", f"the document expands to more than {_MAX_NODES} values (alias bomb?)")]
-        ) from None
+        message = f"aliases expand the document by more than {_MAX_NODES} values (alias bomb?)"
+        raise ConfigError([Problem(file, 1, 1, "(root)", message)]) from None
     except _RecursiveAlias as exc:
         line, col = exc.mark
         message = "an alias refers to a node that contains it"
@@ -69,7 +69,8 @@ class Document:
         self.names: dict[int, str] = {}  # endpoint index -> name, for locations like endpoints[api]
         self._pending: list[tuple[int, int, PathKey, str, str | None]] = []
         self._constructor = yaml.constructor.SafeConstructor()
-        self._nodes = 0
+        self._nodes = 0  # values met again through an alias; values written once do not count
+        self._met: set[int] = set()
         self._explicit: dict[int, int] = {}  # mapping node -> how many of its pairs were written in it (not merged)
 
     def problem(
@@ -113,9 +114,13 @@ class Document:
 
     def convert(self, node: yaml.Node, path: PathKey, active: frozenset[int] = frozenset()) -> object:
         """Plain Python data from a YAML node, recording marks, checking keys and filling ${VAR}s."""
-        self._nodes += 1
-        if self._nodes > _MAX_NODES:
-            raise _TooLarge
+        # Only what aliases add counts: a long file written out in full is no bomb, however many values it has.
+        if id(node) in self._met:
+            self._nodes += 1
+            if self._nodes > _MAX_NODES:
+                raise _TooLarge
+        else:
+            self._met.add(id(node))
         self.value_marks[path] = _mark(node)
         if id(node) in active:  # the node's own mark is its anchor's; the alias's key, if any, is nearer
             raise _RecursiveAlias(path, self.key_marks.get(path, self.value_marks[path]))
@@ -165,10 +170,9 @@ class Document:
         if isinstance(node, yaml.SequenceNode):
             inner = active | {id(node)}
             return [self.convert(item, (*path, i), inner) for i, item in enumerate(node.value)]
-        value = self._constructor.construct_object(node)
-        if isinstance(value, str) and node.tag == "tag:yaml.org,2002:str":
-            return self._interpolate(value, path)
-        return value
+        if node.tag == _STR_TAG:  # most values: the text as written, no constructor needed
+            return self._interpolate(node.value, path)
+        return self._constructor.construct_object(node)
 
     def _key(self, node: yaml.Node) -> object:
         """A mapping key as data; None for a collection used as a key."""
@@ -199,6 +203,21 @@ class Document:
             return value
 
         return _ENV_REF.sub(replace, text) if "$" in text else text
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The document's node graph, by libyaml (C, ten times faster) where PyYAML has it.
+
+    A document libyaml rejects is composed again by PyYAML's own parser, whose messages are the ones
+    users see, so that a problem reads the same whichever parser found it.
+    """
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:

@@ -62,10 +62,12 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
     if raw_endpoints is None:
         raw_endpoints = []
     if isinstance(raw_endpoints, list):
+        named: set[str] = set()
         for i, item in enumerate(raw_endpoints):
             name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and name and name not in doc.names.values():
+            if isinstance(name, str) and name and name not in named:
                 doc.names[i] = name
+                named.add(name)
 
     top_model = None
     try:  # the top level; endpoints are checked one by one below

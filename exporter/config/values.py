@@ -42,6 +42,7 @@ RESERVED_LABELS = frozenset(
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _ENDPOINT_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_WHITESPACE = re.compile(r"\s")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -195,24 +196,29 @@ def _compile_regex(value: object) -> re.Pattern[str]:
 
 
 def _check_url(value: str) -> str:
-    safe = redact_url(value, mask=True)
-    if any(ch.isspace() for ch in value):
-        raise ValueError(f"invalid URL {safe!r}: contains whitespace")
+    problem = _url_problem(value)
+    if problem is not None:
+        raise ValueError(f"invalid URL {redact_url(value, mask=True)!r}: {problem}")
+    return value
+
+
+def _url_problem(value: str) -> str | None:
+    """What is wrong with a probe URL, or None."""
+    if _WHITESPACE.search(value):
+        return "contains whitespace"
     try:
         parts = urlsplit(value)
     except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
-        raise ValueError(f"invalid URL {safe!r}: {exc}") from None
+        return str(exc)
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"invalid URL {safe!r}: scheme must be http or https")
+        return "scheme must be http or https"
     if not parts.hostname:
-        raise ValueError(f"invalid URL {safe!r}: no host")
+        return "no host"
     try:
         port = parts.port
     except ValueError:
         port = 0
-    if port == 0:
-        raise ValueError(f"invalid URL {safe!r}: bad port")
-    return value
+    return "bad port" if port == 0 else None
 
 
 def _check_label_name(name: str) -> str:
