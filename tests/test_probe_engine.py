@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import subprocess
+import sys
 import threading
 import tracemalloc
 import zlib
@@ -21,11 +23,12 @@ from exporter.probes.http import HttpProber
 from exporter.probes.judge import Response as Judged
 from exporter.probes.judge import judge
 from exporter.probes.resolve import Resolver
+from exporter.probes.spec import ExpectSpec
 from exporter.results import FailureReason
 
 
-def expect(**fields: Any) -> Expect:
-    return Expect.model_validate(fields)
+def expect(**fields: Any) -> ExpectSpec:
+    return Expect.model_validate(fields).spec()
 
 
 def make_endpoint(url: str, **fields: Any) -> Endpoint:
@@ -275,3 +278,11 @@ async def test_post_turned_get_by_a_303_drops_its_body(httpserver: HTTPServer) -
     assert done.method == "GET"
     assert "Content-Type" not in done.headers
     assert done.get_data() == b""
+
+
+def test_the_prober_loads_without_the_config_machinery() -> None:
+    # A worker process probes ProbeSpecs; importing pydantic, YAML or the host collectors would cost it memory.
+    heavy = "{'pydantic', 'yaml', 'prometheus_client'}"
+    code = f"import sys, exporter.probes.http; print(sorted({heavy} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, create_model
 
+from exporter.probes.spec import ExpectSpec, ProbeSpec, TLSSpec
 from exporter.redact import redact_url
 
 from .host import HostConfig
@@ -40,6 +41,18 @@ class Expect(StrictModel):
     )
     max_response_time: Duration | None = Field(default=None, description="a slower probe counts as failed (too_slow)")
 
+    def spec(self) -> ExpectSpec:
+        """The expectations as the prober's plain data."""
+        return ExpectSpec(
+            status=tuple((r.low, r.high) for r in self.status),
+            status_text=", ".join(str(r) for r in self.status),
+            body_contains=self.body_contains,
+            body_matches=self.body_matches,
+            body_not_matches=self.body_not_matches,
+            headers=tuple(self.headers.items()),
+            max_response_time=self.max_response_time,
+        )
+
 
 class TLSConfig(StrictModel):
     """TLS settings for https endpoints."""
@@ -51,6 +64,10 @@ class TLSConfig(StrictModel):
     cert_file: FilePath | None = Field(default=None, description="PEM client certificate (mutual TLS)")
     key_file: FilePath | None = Field(default=None, description="PEM private key of the client certificate")
     server_name: str | None = Field(default=None, description="name to send in SNI and verify the certificate against")
+
+    def spec(self) -> TLSSpec:
+        """The TLS settings as the prober's plain data."""
+        return TLSSpec(self.verify, self.ca_file, self.cert_file, self.key_file, self.server_name)
 
 
 class SLO(StrictModel):
@@ -92,6 +109,23 @@ class Endpoint(StrictModel):
     def safe_url(self) -> str:
         """The URL without credentials, query string or fragment (safe for labels and logs)."""
         return redact_url(self.url)
+
+    def probe_spec(self) -> ProbeSpec:
+        """What the scheduler and the prober need of this endpoint, as plain data a worker process can take."""
+        return ProbeSpec(
+            name=self.name,
+            url=self.url,
+            method=self.method,
+            headers=tuple(self.headers.items()),
+            body=self.body,
+            interval=self.interval,
+            timeout=self.timeout,
+            follow_redirects=self.follow_redirects,
+            max_redirects=self.max_redirects,
+            body_size_limit=self.body_size_limit,
+            tls=self.tls.spec(),
+            expect=self.expect.spec(),
+        )
 
 
 DEFAULTABLE = {k: v for k, v in Endpoint.model_fields.items() if k not in ("name", "url")}

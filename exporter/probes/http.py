@@ -12,18 +12,22 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
 from exporter import __version__
-from exporter.config import Endpoint
 from exporter.probes.exchange import Head, HttpConnection, Target, build_request, connect, parse_target
 from exporter.probes.failures import Failure, ProbeError, UnsupportedRedirect, classify, exception_chain, public_message
 from exporter.probes.judge import Response, judge, needs_body_text
 from exporter.probes.resolve import Resolver, ip_literal
+from exporter.probes.spec import ProbeSpec
 from exporter.probes.tls import TLSContexts, TLSSetupError, cert_expiry, read_after_handshake, unverified_cert
 from exporter.probes.trace import ProbeTrace, peer_cert
 from exporter.results import FailureReason, ProbeResult
+
+if TYPE_CHECKING:  # a worker process takes ProbeSpecs and never loads the config machinery
+    from exporter.config import Endpoint
 
 USER_AGENT = f"upwatch/{__version__}"
 DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Accept-Encoding", "gzip, deflate"))
@@ -77,7 +81,8 @@ class _Observed:
 class _Prepared:
     """An endpoint's first request, built once and reused by every probe of it."""
 
-    endpoint: Endpoint
+    source: Endpoint | ProbeSpec  # what it was built from
+    spec: ProbeSpec
     url: URL
     target: Target
     headers: tuple[tuple[str, str], ...]
@@ -121,7 +126,7 @@ class HttpProber:
         self._prepared.clear()
         await self._resolver.aclose()
 
-    async def probe(self, endpoint: Endpoint, deadline: float | None = None) -> ProbeResult:
+    async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
         """Probe once within `deadline` (loop time; default now + timeout); never raises for a failing target."""
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + endpoint.timeout
@@ -129,18 +134,26 @@ class HttpProber:
         began = time.monotonic()
         seen = _Observed()
         failure: Failure | None
+        spec: ProbeSpec | None = None
         try:
-            failure, ended = await self._run(endpoint, deadline, began, seen)
+            prepared = self._prepare(endpoint)
+            spec = prepared.spec
+            failure, ended = await self._run(prepared, deadline, began, seen)
+        except ProbeError as exc:  # the request cannot be built: nothing was sent
+            failure, ended = classify(exc), time.monotonic()
         except Exception as exc:  # a bug in here must not stop the endpoint's probe loop
             failure, ended = Failure(FailureReason.ERROR, f"internal error: {type(exc).__name__}"), time.monotonic()
         seen.trace.stop(ended)
+        if spec is None:
+            spec = endpoint if isinstance(endpoint, ProbeSpec) else endpoint.probe_spec()
+        secrets = [value for _, value in spec.headers]
         return ProbeResult(
             endpoint=endpoint.name,
             success=failure is None,
             started_at=started_at,
             duration_seconds=ended - began,
             reason=None if failure is None else failure.reason,
-            message="" if failure is None else public_message(failure, endpoint.url, endpoint.headers.values()),
+            message="" if failure is None else public_message(failure, endpoint.url, secrets),
             status_code=seen.status_code,
             http_version=seen.http_version,
             content_length=seen.content_length,
@@ -154,13 +167,10 @@ class HttpProber:
         )
 
     async def _run(
-        self, endpoint: Endpoint, deadline: float, began: float, seen: _Observed
+        self, prepared: _Prepared, deadline: float, began: float, seen: _Observed
     ) -> tuple[Failure | None, float]:
         """The probe's work; returns the failure (None on success) and when the network work ended."""
-        try:
-            prepared = self._prepare(endpoint)
-        except ProbeError as exc:
-            return classify(exc), time.monotonic()
+        endpoint = prepared.spec
         failure = await self._exchange_within(endpoint, prepared, deadline, began, seen)
         handshake = seen.trace.handshake
         if failure is not None and failure.unverified and handshake is not None:
@@ -175,22 +185,23 @@ class HttpProber:
             )
         return failure, ended
 
-    def _prepare(self, endpoint: Endpoint) -> _Prepared:
-        cached = self._prepared.get(endpoint.name)
-        if cached is not None and cached.endpoint is endpoint:
+    def _prepare(self, source: Endpoint | ProbeSpec) -> _Prepared:
+        cached = self._prepared.get(source.name)
+        if cached is not None and cached.source is source:
             return cached
+        endpoint = source if isinstance(source, ProbeSpec) else source.probe_spec()
         url = URL(endpoint.url)
         target = parse_target(url)
-        configured = {name.lower() for name in endpoint.headers}
-        headers = tuple(h for h in DEFAULT_HEADERS if h[0].lower() not in configured) + tuple(endpoint.headers.items())
+        configured = {name.lower() for name, _ in endpoint.headers}
+        headers = tuple(h for h in DEFAULT_HEADERS if h[0].lower() not in configured) + endpoint.headers
         body = None if endpoint.body is None else endpoint.body.encode()
         request = build_request(endpoint.method, target, headers, body)
-        prepared = _Prepared(endpoint, url, target, headers, body, request)
+        prepared = _Prepared(source, endpoint, url, target, headers, body, request)
         self._prepared[endpoint.name] = prepared
         return prepared
 
     async def _exchange_within(
-        self, endpoint: Endpoint, prepared: _Prepared, deadline: float, began: float, seen: _Observed
+        self, endpoint: ProbeSpec, prepared: _Prepared, deadline: float, began: float, seen: _Observed
     ) -> Failure | None:
         """Run the exchange under the hard deadline and turn whatever went wrong into a failure."""
         connection: list[HttpConnection] = []  # the open connection, closed whatever happens
@@ -212,7 +223,7 @@ class HttpProber:
                 conn.close()
 
     async def _exchange(
-        self, endpoint: Endpoint, prepared: _Prepared, seen: _Observed, opened: list[HttpConnection]
+        self, endpoint: ProbeSpec, prepared: _Prepared, seen: _Observed, opened: list[HttpConnection]
     ) -> Failure | None:
         """Send the request, follow redirects, and judge the last response."""
         url, target, method, request = prepared.url, prepared.target, endpoint.method, prepared.request
@@ -250,7 +261,7 @@ class HttpProber:
             url, target = next_url, next_target
             request = build_request(method, target, headers, body)
 
-    async def _judge(self, endpoint: Endpoint, head: Head, conn: HttpConnection, seen: _Observed) -> Failure | None:
+    async def _judge(self, endpoint: ProbeSpec, head: Head, conn: HttpConnection, seen: _Observed) -> Failure | None:
         """Check the last response in order: status, headers, body size, body content."""
         expect, limit = endpoint.expect, endpoint.body_size_limit
         failure = judge(expect, Response(head.status, head.headers))
@@ -272,7 +283,7 @@ class HttpProber:
         text = None if body.data is None else _text(body.data, head.get("content-type"))
         return judge(expect, Response(head.status, head.headers, text, oversize))
 
-    async def _open(self, endpoint: Endpoint, target: Target, seen: _Observed) -> HttpConnection:
+    async def _open(self, endpoint: ProbeSpec, target: Target, seen: _Observed) -> HttpConnection:
         """A connection to the target: resolved, connected (each address in turn), and TLS if https."""
         trace = seen.trace
         # Looked up first: TLS material that does not load is the probe's problem, not the server's.
@@ -302,14 +313,14 @@ class HttpProber:
         return conn
 
     @staticmethod
-    def _server_name(endpoint: Endpoint, target: Target) -> str:
+    def _server_name(endpoint: ProbeSpec, target: Target) -> str:
         """SNI and the name the certificate must carry: `tls.server_name` is for the endpoint's own host only."""
         name = endpoint.tls.server_name
         if name and target.host == parse_target(URL(endpoint.url)).host:
             return name
         return target.host
 
-    async def _second_look(self, endpoint: Endpoint, address: str, port: int, server_name: str | None) -> bytes | None:
+    async def _second_look(self, endpoint: ProbeSpec, address: str, port: int, server_name: str | None) -> bytes | None:
         """The certificate of a server that failed verification, from a handshake that does not verify."""
         try:
             context = self._tls.context(endpoint.tls, verify=False)
@@ -318,7 +329,7 @@ class HttpProber:
         except Exception:  # the certificate is a bonus: the probe has failed (tls) either way
             return None
 
-    async def _late_rejection(self, endpoint: Endpoint, trace: ProbeTrace, deadline: float) -> Failure | None:
+    async def _late_rejection(self, endpoint: ProbeSpec, trace: ProbeTrace, deadline: float) -> Failure | None:
         """A TLS failure if the server rejects a fresh TLS 1.3 handshake (e.g. no client certificate), else None."""
         handshake = trace.handshake
         assert handshake is not None

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exporter.config import Expect, StatusRange
 from exporter.probes.failures import Failure
+from exporter.probes.spec import ExpectSpec
 from exporter.results import FailureReason
 
 
@@ -29,11 +29,11 @@ class Response:
         return [value for key, value in self.headers if key == wanted]
 
 
-def judge(expect: Expect, response: Response) -> Failure | None:
+def judge(expect: ExpectSpec, response: Response) -> Failure | None:
     """The first expectation the response fails, or None when it meets them all (so far as it was read)."""
-    if not any(response.status in r for r in expect.status):
-        return Failure(FailureReason.HTTP_STATUS, f"status {response.status}, expected {_statuses(expect.status)}")
-    for name, pattern in expect.headers.items():
+    if not expect.status_ok(response.status):
+        return Failure(FailureReason.HTTP_STATUS, f"status {response.status}, expected {expect.status_text}")
+    for name, pattern in expect.headers:
         values = response.header_values(name)
         if not values:
             return Failure(FailureReason.HEADER, f"header {name} missing", regex=True)
@@ -53,13 +53,9 @@ def judge(expect: Expect, response: Response) -> Failure | None:
     return None
 
 
-def needs_body_text(expect: Expect) -> bool:
+def needs_body_text(expect: ExpectSpec) -> bool:
     """Whether any check looks at the body's text (otherwise the body is only counted, never decoded to text)."""
     return expect.body_contains is not None or expect.body_matches is not None or expect.body_not_matches is not None
-
-
-def _statuses(ranges: tuple[StatusRange, ...]) -> str:
-    return ", ".join(str(r) for r in ranges)
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -19,6 +19,7 @@ from cryptography import x509
 
 if TYPE_CHECKING:
     from exporter.config import TLSConfig
+    from exporter.probes.spec import TLSSpec
 
 
 class TLSSetupError(Exception):
@@ -121,11 +122,11 @@ class TLSContexts:
     def __init__(self) -> None:
         self._contexts: dict[_TLSKey, _CachedContext] = {}
 
-    def load(self, tls: TLSConfig) -> ssl.SSLContext:
+    def load(self, tls: TLSConfig | TLSSpec) -> ssl.SSLContext:
         """The context for a TLS setting, built now if its files are new or changed; raises TLSSetupError."""
         return self.context(tls, strict=True)
 
-    def context(self, tls: TLSConfig, *, strict: bool = False, verify: bool | None = None) -> ssl.SSLContext:
+    def context(self, tls: TLSConfig | TLSSpec, *, strict: bool = False, verify: bool | None = None) -> ssl.SSLContext:
         """The cached context for a TLS setting (with `verify` overriding its own), rebuilt when its files change.
 
         Not `strict`, a file that no longer loads (a certificate being rotated may be half written) keeps the
