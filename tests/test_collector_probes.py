@@ -79,7 +79,7 @@ def failed(name: str, t: float, reason: FailureReason, duration: float = 0.5, **
 
 def text(exposition: ProbeExposition) -> str:
     """What a scrape gets of the probe families."""
-    return exposition.render().decode()
+    return b"".join(exposition.render()).decode()
 
 
 def samples(exposition: ProbeExposition) -> Iterator[tuple[str, str, dict[str, str]]]:
@@ -450,6 +450,17 @@ def test_renders_what_prometheus_client_renders(store: ResultStore, exposition: 
     store.sync([endpoint("c", slo={"availability": 99.5})])
     exposition.refresh()
     store.sync([endpoint("c", slo={"availability": 99.5}), endpoint("a", labels={"team": "other"})])
+    assert_same_as_reference(store, exposition)
+
+
+def test_pieces_split_families_between_endpoints(store: ResultStore) -> None:
+    store.sync([endpoint(name) for name in "abcde"])
+    for name in "abc":
+        store.record(good(name, CREATED_AT + 1))
+    exposition = ProbeExposition(store)
+    exposition._PIECE_ENDPOINTS = 2  # the server gets a family's lines in pieces of this many endpoints
+    pieces = exposition.render()
+    assert len(pieces) == len(_FAMILIES) * (1 + 3)  # its HELP and TYPE lines, then endpoints a-b, c-d, e
     assert_same_as_reference(store, exposition)
 
 

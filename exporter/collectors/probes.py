@@ -278,8 +278,12 @@ class ProbeExposition:
     """The probe families in the Prometheus text format (0.0.4), re-rendered per endpoint only where it changed.
 
     `refresh` (the agent calls it after each probe result) re-renders the named endpoints; `render`
-    re-renders whatever changed since (a reload, skipped ticks) and joins the pieces.
+    re-renders whatever changed since (a reload, skipped ticks) and hands out the text in pieces.
     """
+
+    # Endpoints per piece of `render`'s output: about a megabyte for the histogram family, whose
+    # lines take ~2 KB an endpoint with a label or two.
+    _PIECE_ENDPOINTS = 512
 
     def __init__(self, store: ResultStore) -> None:
         self._store = store
@@ -324,14 +328,22 @@ class ProbeExposition:
                 if current is None or current.version < text.version:
                     self._texts[text.endpoint.name] = text
 
-    def render(self) -> bytes:
-        """Every probe family of every endpoint, in the text exposition format, UTF-8 encoded."""
+    def render(self) -> list[bytes]:
+        """Every probe family of every endpoint in the text exposition format (UTF-8), in pieces.
+
+        Their concatenation is the exposition. Pieces (a family's lines of up to `_PIECE_ENDPOINTS`
+        endpoints) rather than one string keep each step short: the server compresses or writes
+        them one by one, and no single join of tens of megabytes holds the GIL, and so the event
+        loop and its probes' timing, for tens of milliseconds.
+        """
         order = self._refresh_all()
         with self._lock:
             texts = self._texts
             rows = [texts[name].chunks for name in order if name in texts]
-        parts: list[bytes] = []
+        step = self._PIECE_ENDPOINTS
+        pieces = []
         for family, header in enumerate(self._headers):
-            parts.append(header)
-            parts.extend(map(operator.itemgetter(family), rows))
-        return b"".join(parts)
+            column = operator.itemgetter(family)
+            pieces.append(header)
+            pieces.extend(b"".join(map(column, rows[i : i + step])) for i in range(0, len(rows), step))
+        return pieces
