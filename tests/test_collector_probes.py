@@ -36,6 +36,7 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "probe_failed_due_to_regex": ("gauge", frozenset()),
     "upwatch_probes_total": ("counter", frozenset({"result"})),
     "upwatch_probe_failures_total": ("counter", frozenset({"reason"})),
+    "upwatch_probe_ticks_skipped_total": ("counter", frozenset()),
     "upwatch_probe_duration_seconds_bucket": ("histogram", frozenset({"le"})),
     "upwatch_probe_duration_seconds_sum": ("histogram", frozenset()),
     "upwatch_probe_duration_seconds_count": ("histogram", frozenset()),
@@ -183,6 +184,7 @@ def test_openmetrics_exposition_is_valid_without_created(store: ResultStore, exp
     assert "_created" not in om_text
     types = {f.name: f.type for f in parse_openmetrics(om_text)}
     assert types["upwatch_probes"] == "counter"
+    assert types["upwatch_probe_ticks_skipped"] == "counter"
     assert types["upwatch_probe_duration_seconds"] == "histogram"
     assert types["upwatch_endpoint_downtime_seconds"] == "counter"
 
@@ -232,6 +234,7 @@ def test_not_yet_probed_endpoint(get: Get) -> None:
     assert get("upwatch_probes_total", orders(result="failure")) == 0
     for reason in FailureReason:
         assert get("upwatch_probe_failures_total", orders(reason=reason.value)) == 0
+    assert get("upwatch_probe_ticks_skipped_total", orders()) == 0
     assert get("upwatch_probe_duration_seconds_count", orders()) == 0
     assert get("upwatch_probe_duration_seconds_bucket", orders(le="+Inf")) == 0
     assert get("upwatch_endpoint_state", orders(state="unknown")) == 1
@@ -266,6 +269,21 @@ def test_counters_and_histogram(store: ResultStore, exposition: ProbeExposition,
     assert len(les) == len(DEFAULT_BUCKETS) + 1
     assert les[-1] == "+Inf"
     assert [float(le) for le in les[:-1]] == list(DEFAULT_BUCKETS)
+
+
+def test_skipped_ticks_counted_per_endpoint(store: ResultStore, exposition: ProbeExposition, get: Get) -> None:
+    assert get("upwatch_probe_ticks_skipped_total", orders()) == 0
+    store.record_skipped("orders-api", 2)
+    store.record_skipped("orders-api", 3)
+    store.record_skipped("orders-api", 0)  # nothing skipped: no change
+    store.record_skipped("gone", 7)  # an endpoint a reload removed: ignored
+    assert get("upwatch_probe_ticks_skipped_total", orders()) == 5
+    assert get("upwatch_probe_ticks_skipped_total", plain()) == 0
+    # A refresh after the agent's next probe result shows it too, and the count survives a reload.
+    store.record(good("orders-api", t=CREATED_AT + 10))
+    exposition.refresh(["orders-api"])
+    store.sync([endpoint("orders-api", labels={"team": "core"})])
+    assert get("upwatch_probe_ticks_skipped_total", {"endpoint": "orders-api", "team": "core"}) == 5
 
 
 def test_state_incidents_downtime_and_since(store: ResultStore, get: Get) -> None:
@@ -401,6 +419,7 @@ def _reference_endpoint(families: dict[str, Metric], ep: EndpointSnapshot, bucke
     put("upwatch_probes_total", ep.probes_failure, {"result": "failure"})
     for reason in FailureReason:
         put("upwatch_probe_failures_total", ep.failures[reason], {"reason": reason.value})
+    put("upwatch_probe_ticks_skipped_total", ep.ticks_skipped)
     hist = "upwatch_probe_duration_seconds"
     for bound, count in zip((*buckets, math.inf), ep.bucket_counts, strict=True):
         put(hist, count, {"le": floatToGoString(bound)}, suffix="_bucket")
@@ -527,6 +546,7 @@ def test_hostile_labels_and_values_render_as_prometheus_client_does() -> None:
     for result in hostile_results(1.7e9):
         store.record(result)
     store.record(ProbeResult(endpoint="café", success=True, started_at=1e300, duration_seconds=1e308))  # sum: inf
+    store.record_skipped("slo-tiny", 10**18 + 1)  # more than a float holds exactly
     exposition.refresh(['we"ird\\name %s'])
     exposed = assert_same_as_reference(store, exposition)
     for written in ("NaN", "+Inf", "-Inf", "-0.0", "5e-324", "1e-310", "1.23456789e+07", "1e+06", "1e+20"):

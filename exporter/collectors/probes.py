@@ -66,6 +66,10 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "probe_failed_due_to_regex": (_GAUGE, "Whether the last probe failed a body or header expectation (1) or not (0)."),
     "upwatch_probes_total": (_COUNTER, "Probes run, by result."),
     "upwatch_probe_failures_total": (_COUNTER, "Failed probes, by reason."),
+    "upwatch_probe_ticks_skipped_total": (
+        _COUNTER,
+        "Scheduled probes that never ran because the endpoint's previous probe or a free slot came too late.",
+    ),
     "upwatch_probe_duration_seconds": (_HISTOGRAM, "Total duration of every probe, in seconds."),
     "upwatch_endpoint_state": (_GAUGE, "Current state of the endpoint: 1 for the current state, 0 for the others."),
     "upwatch_endpoint_incidents_total": (_COUNTER, "Incidents opened: transitions into the down state."),
@@ -191,6 +195,7 @@ def _data_values(ep: EndpointSnapshot) -> tuple[tuple[Value, ...], ...]:
         *probe,
         (ep.probes_success, ep.probes_failure),
         tuple(map(ep.failures.__getitem__, _REASONS)),
+        (ep.ticks_skipped,),
         (*ep.bucket_counts, ep.duration_count, ep.duration_sum),
         tuple([1.0 if s is current else 0.0 for s in _STATES]),
         (state.incidents,),
