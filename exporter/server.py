@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import html
 import time
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -24,7 +24,7 @@ class MetricsServer:
     def __init__(
         self,
         *,
-        probe_text: Callable[[], str],
+        probe_text: Callable[[], Sequence[bytes]],
         ready: Callable[[], bool],
         reload: ReloadFn,
         snapshot: Callable[[], StoreSnapshot],
@@ -77,21 +77,34 @@ class MetricsServer:
             await self._runner.cleanup()
             self._runner = None
 
-    def _render(self, compress: bool) -> bytes:
-        body = self._probe_text().encode() + generate_latest(self._registry)
+    def _render(self, compress: bool) -> list[bytes]:
+        # The probe part comes pre-rendered, in pieces (see ProbeExposition.render): compressed or
+        # written one by one, never joined into one string of tens of megabytes.
+        pieces = [*self._probe_text(), generate_latest(self._registry)]
+        if not compress:
+            return pieces
         # Level 1: the exposition text compresses about 20x even so, at half the cost of level 6.
-        return gzip.compress(body, compresslevel=1) if compress else body
+        # zlib releases the GIL while it compresses a piece. wbits 31: a gzip stream.
+        stream = zlib.compressobj(1, zlib.DEFLATED, 31)
+        out = [stream.compress(piece) for piece in pieces]
+        out.append(stream.flush())
+        return [b"".join(out)]
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
         # Always the text format (0.0.4), as node_exporter and blackbox_exporter serve by
-        # default; the probe part comes pre-rendered (see ProbeExposition). Rendering runs in a
-        # worker thread so a large scrape does not stall the event loop and probe timing.
+        # default. Rendering runs in a worker thread so a large scrape does not stall the event
+        # loop and probe timing.
         compress = "gzip" in request.headers.get("Accept-Encoding", "")
-        body = await asyncio.get_running_loop().run_in_executor(None, self._render, compress)
-        headers = {"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        pieces = await asyncio.get_running_loop().run_in_executor(None, self._render, compress)
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
         if compress:
-            headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
+            response.headers["Content-Encoding"] = "gzip"
+        response.content_length = sum(map(len, pieces))
+        await response.prepare(request)
+        for piece in pieces:
+            await response.write(piece)
+        await response.write_eof()
+        return response
 
     async def _healthy(self, request: web.Request) -> web.Response:
         return web.Response(text="upwatch is healthy.\n")

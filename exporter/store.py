@@ -41,6 +41,9 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     30.0,
 )
 
+# Iterating an enum class runs a generator over its members: slow in `_finish`, which runs per snapshot.
+_REASONS: tuple[FailureReason, ...] = tuple(FailureReason)
+
 
 @dataclass(frozen=True, slots=True)
 class EndpointSnapshot:
@@ -212,6 +215,11 @@ class ResultStore:
             ]
         return StoreSnapshot(endpoints=tuple(_finish(raw) for raw in raws), buckets=self._buckets)
 
+    def versions(self) -> dict[str, int]:
+        """Each endpoint's `version`, in config order: what changed since a snapshot, without copying any data."""
+        with self._lock:
+            return {name: entry.version for name, entry in self._entries.items()}
+
     def names(self) -> tuple[str, ...]:
         """Names of the known endpoints, in config order."""
         with self._lock:
@@ -220,21 +228,17 @@ class ResultStore:
 
 def _finish(raw: _Raw) -> EndpointSnapshot:
     """Turn raw copied data into a snapshot: cumulative buckets, totals, read-only mappings."""
-    cumulative: list[int] = []
-    running = 0
-    for hits in raw.bucket_hits:
-        running += hits
-        cumulative.append(running)
+    cumulative = tuple(itertools.accumulate(raw.bucket_hits))
     failed = sum(raw.failures)
     return EndpointSnapshot(
         endpoint=raw.endpoint,
         last=raw.last,
         probes_success=raw.success,
         probes_failure=failed,
-        failures=MappingProxyType(dict(zip(FailureReason, raw.failures, strict=True))),
-        bucket_counts=tuple(cumulative),
+        failures=MappingProxyType(dict(zip(_REASONS, raw.failures, strict=True))),
+        bucket_counts=cumulative,
         duration_sum=raw.duration_sum,
-        duration_count=running,
+        duration_count=cumulative[-1],
         state=raw.state,
         last_run=raw.last.finished_at if raw.last is not None else None,
         ticks_skipped=raw.skipped,

@@ -191,6 +191,10 @@ async def test_metrics_are_gzipped_when_asked_and_in_text_format(agent: tuple[Ag
     names = {f.name for f in text_string_to_metric_families(zipped.text)}
     assert names == {f.name for f in text_string_to_metric_families(plain.text)}
     assert {"probe_success", "upwatch_probes", "upwatch_build_info"} <= names
+    # The probe text and the registry's (agent, host) are served one after the other: no family twice.
+    families = [f.name for f in text_string_to_metric_families(plain.text)]
+    assert len(families) == len(set(families))
+    assert int(plain.headers["Content-Length"]) == len(plain.content)
 
 
 async def test_reload_rebuilds_host_metrics(tmp_path: Path) -> None:

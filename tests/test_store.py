@@ -178,6 +178,23 @@ def test_readded_endpoint_starts_fresh(store: ResultStore) -> None:
     assert by_name(store)["b"].probes_success == 0
 
 
+def test_versions_tell_what_changed_without_a_snapshot(store: ResultStore) -> None:
+    first = store.versions()
+    assert list(first) == ["a", "b"]  # config order
+    assert first == {e.endpoint.name: e.version for e in store.snapshot().endpoints}
+    assert store.versions() == first  # reading changes nothing
+    store.record(good("a"))
+    store.record_skipped("b", 1)
+    second = store.versions()
+    assert second["a"] > first["a"] and second["b"] > first["b"]
+    store.record_skipped("b", 0)
+    store.sync([endpoint("b"), endpoint("a")])  # same config, new order: no data changed
+    assert store.versions() == second and list(store.versions()) == ["b", "a"]
+    store.sync([endpoint("b", labels={"team": "x"})])  # a config change is a change; removed ones are gone
+    third = store.versions()
+    assert list(third) == ["b"] and third["b"] > second["b"]
+
+
 def test_sync_rejects_duplicate_names(store: ResultStore) -> None:
     with pytest.raises(ValueError):
         store.sync([endpoint("a"), endpoint("a")])

@@ -1,9 +1,26 @@
-"""Probe metrics: blackbox-compatible gauges and upwatch's counters, built from one store snapshot per scrape."""
+"""Probe metrics: blackbox-compatible gauges and upwatch's counters, in the Prometheus text format.
+
+At 1,000 probes/s and thousands of endpoints, rendering must cost little and must not grow
+faster than the probes do, so the text is kept per endpoint and family, in two tiers:
+
+- a line template: the sample names and the escaped, sorted label strings, with a `%s` for
+  each value; built when the endpoint's config (name, labels, URL, SLO...) changes, not otherwise;
+- the rendered lines: the template filled with the values, formatted by prometheus_client's own
+  function; redone only for the families whose values changed, and only for endpoints whose
+  store `version` changed (after each probe result, by `refresh`).
+
+A scrape then only joins the lines: family by family, endpoints in config order. The output is
+byte for byte what prometheus_client's `generate_latest` renders for the same metric families
+(the tests compare the two on hostile labels and values); the HELP and TYPE lines are rendered
+by prometheus_client itself.
+"""
 
 from __future__ import annotations
 
+import operator
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from prometheus_client.exposition import generate_latest
@@ -13,26 +30,26 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.openmetrics.exposition import escape_label_name
 from prometheus_client.utils import floatToGoString
 
-from exporter.results import PHASES, FailureReason, ProbeResult
+from exporter.config import Endpoint
+from exporter.results import PHASES, FailureReason
 from exporter.state import State
 from exporter.store import EndpointSnapshot, ResultStore
 
-Labels = dict[str, str]
+Value = float | None  # None: the sample is absent (a whole family of the endpoint is)
 
-# The `le` text prometheus_client's own histograms use (0.005, 1.0, +Inf); the
-# helper is untyped upstream.
-_le_text: Callable[[float], str] = floatToGoString
+# How prometheus_client writes a sample value and the `le` label (0.005, 1.0, +Inf); untyped upstream.
+_go_float: Callable[[float], str] = floatToGoString
 
 _GAUGE = "gauge"
 _COUNTER = "counter"
 _HISTOGRAM = "histogram"
 
-# Exposed name -> (type, help), in exposition order. Counters are named with
-# `_total` as exposed; CounterMetricFamily strips it from the family name and
-# the text format adds it back to the TYPE and HELP lines.
+# Exposed name -> (type, help), in exposition order. Counters are named with `_total` as exposed.
+# The data families come first, then the four that depend on the endpoint's config alone (see
+# `_data_values` and `_config_values`).
 _FAMILIES: dict[str, tuple[str, str]] = {
     "probe_success": (_GAUGE, "Whether the last probe succeeded (1) or failed (0)."),
     "probe_duration_seconds": (_GAUGE, "How long the last probe took to complete, in seconds."),
@@ -49,6 +66,10 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "probe_failed_due_to_regex": (_GAUGE, "Whether the last probe failed a body or header expectation (1) or not (0)."),
     "upwatch_probes_total": (_COUNTER, "Probes run, by result."),
     "upwatch_probe_failures_total": (_COUNTER, "Failed probes, by reason."),
+    "upwatch_probe_ticks_skipped_total": (
+        _COUNTER,
+        "Scheduled probes that never ran because the endpoint's previous probe or a free slot came too late.",
+    ),
     "upwatch_probe_duration_seconds": (_HISTOGRAM, "Total duration of every probe, in seconds."),
     "upwatch_endpoint_state": (_GAUGE, "Current state of the endpoint: 1 for the current state, 0 for the others."),
     "upwatch_endpoint_incidents_total": (_COUNTER, "Incidents opened: transitions into the down state."),
@@ -63,6 +84,10 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "upwatch_endpoint_timeout_seconds": (_GAUGE, "Configured deadline of one probe of the endpoint, in seconds."),
     "upwatch_endpoint_info": (_GAUGE, "Probed endpoint: URL without credentials or query string, and HTTP method."),
 }
+_HIST = "upwatch_probe_duration_seconds"
+# Iterating an enum class is slow (a generator over its members); these are read on every refresh.
+_REASONS = tuple(FailureReason)
+_STATES = tuple(State)
 
 
 def _family(name: str) -> Metric:
@@ -72,32 +97,6 @@ def _family(name: str) -> Metric:
     if typ == _HISTOGRAM:
         return HistogramMetricFamily(name, doc)
     return GaugeMetricFamily(name, doc)
-
-
-class ProbeCollector(Collector):
-    """Turns a `ResultStore` snapshot into fresh metric families on every scrape."""
-
-    def __init__(self, store: ResultStore) -> None:
-        self._store = store
-
-    def describe(self) -> Iterable[Metric]:
-        """Empty families naming every metric, so registration neither scrapes nor misses clashes."""
-        return [_family(name) for name in _FAMILIES]
-
-    def collect(self) -> Iterable[Metric]:
-        """Every probe metric of every endpoint, from one consistent snapshot."""
-        snapshot = self._store.snapshot()
-        families = {name: _family(name) for name in _FAMILIES}
-        for ep in snapshot.endpoints:
-            _add_endpoint(families, ep, snapshot.buckets)
-        return list(families.values())
-
-
-def _add_endpoint(families: dict[str, Metric], ep: EndpointSnapshot, buckets: tuple[float, ...]) -> None:
-    base: Labels = {"endpoint": ep.endpoint.name, **ep.endpoint.labels}
-    if ep.last is not None:
-        _add_last(families, base, ep.last)
-    _add_counters(families, base, ep, buckets)
 
 
 class _Families:
@@ -110,108 +109,246 @@ class _Families:
         return self._families
 
 
-def _render(family: Metric) -> str:
-    return generate_latest(_Families([family])).decode()
+def _header(name: str) -> bytes:
+    """The HELP and TYPE lines of a family, rendered by prometheus_client from the empty family."""
+    return generate_latest(_Families([_family(name)]))
 
 
-class ProbeExposition:
-    """The probe families in Prometheus text format, re-rendered per endpoint only when its data changed.
-
-    prometheus_client renders about 7 µs a sample; 100 endpoints are ~5,600 samples, too slow to
-    render whole on every scrape. Each endpoint's samples are rendered by prometheus_client itself
-    when its data changes (`refresh`, called after each probe) and a scrape only joins the pieces.
-    """
-
-    def __init__(self, store: ResultStore) -> None:
-        self._store = store
-        self._lock = threading.Lock()
-        self._chunks: dict[str, tuple[int, tuple[str, ...]]] = {}  # name -> (version, samples per family)
-        # HELP and TYPE lines of each family, rendered once.
-        self._headers = tuple(_render(_family(name)) for name in _FAMILIES)
-
-    def refresh(self, names: Collection[str] | None = None) -> None:
-        """Re-render the endpoints (all, or the named ones) whose data changed; forget removed ones."""
-        snapshot = self._store.snapshot(names)
-        with self._lock:
-            known = {name: chunk[0] for name, chunk in self._chunks.items()}
-        fresh: dict[str, tuple[int, tuple[str, ...]]] = {}
-        for ep in snapshot.endpoints:
-            if known.get(ep.endpoint.name) == ep.version:
-                continue
-            families = {name: _family(name) for name in _FAMILIES}
-            _add_endpoint(families, ep, snapshot.buckets)
-            samples = tuple(_render(f)[len(h) :] for f, h in zip(families.values(), self._headers, strict=True))
-            fresh[ep.endpoint.name] = (ep.version, samples)
-        with self._lock:
-            for name, chunk in fresh.items():
-                current = self._chunks.get(name)
-                if current is None or current[0] < chunk[0]:
-                    self._chunks[name] = chunk
-            if names is None:
-                alive = {ep.endpoint.name for ep in snapshot.endpoints}
-                for name in [n for n in self._chunks if n not in alive]:
-                    del self._chunks[name]
-
-    def render(self) -> str:
-        """Every probe family of every endpoint, in the text exposition format."""
-        self.refresh()
-        order = self._store.names()
-        with self._lock:
-            chunks = [self._chunks[name][1] for name in order if name in self._chunks]
-        return "".join(header + "".join(c[i] for c in chunks) for i, header in enumerate(self._headers))
+# One sample of an endpoint: its exposed name and its labels besides the endpoint's own, each
+# already written as `name="value"` (None for the info family, whose labels are the endpoint's URL
+# and method). `_data_values` and `_config_values` yield the values in exactly this order.
+_Sample = tuple[str, dict[str, str] | None]
+_Layout = tuple[tuple[_Sample, ...], ...]
 
 
-def _add_last(families: dict[str, Metric], base: Labels, last: ProbeResult) -> None:
-    """The blackbox_exporter gauges, from the last probe."""
-
-    def put(name: str, value: float, extra: Labels | None = None) -> None:
-        families[name].add_sample(name, {**base, **extra} if extra else base, value)
-
-    put("probe_success", float(last.success))
-    put("probe_duration_seconds", last.duration_seconds)
-    put("probe_http_status_code", last.status_code)
-    for phase in PHASES:
-        put("probe_http_duration_seconds", last.phases.get(phase, 0.0), {"phase": phase})
-    put("probe_http_content_length", last.content_length)
-    put("probe_http_redirects", last.redirects)
-    put("probe_http_ssl", float(last.ssl))
-    put("probe_http_version", last.http_version)
-    if last.cert_expiry_timestamp is not None:
-        put("probe_ssl_earliest_cert_expiry", last.cert_expiry_timestamp)
-    put("probe_failed_due_to_regex", float(last.failed_due_to_regex))
+def _pair(name: str, value: str) -> str:
+    """One label as the text format writes it, `%` doubled for the line template."""
+    escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return f'{escape_label_name(name)}="{escaped}"'.replace("%", "%%")
 
 
-def _add_counters(families: dict[str, Metric], base: Labels, ep: EndpointSnapshot, buckets: tuple[float, ...]) -> None:
-    """upwatch's own series: counters, histogram, state and endpoint metadata."""
+def _layout(buckets: Sequence[float]) -> _Layout:
+    """Every sample one endpoint can have, in exposition order, grouped by family."""
 
-    def put(name: str, value: float, extra: Labels | None = None, *, suffix: str = "") -> None:
-        families[name].add_sample(name + suffix, {**base, **extra} if extra else base, value)
+    def each(name: str, label: str, values: Iterable[str]) -> tuple[_Sample, ...]:
+        return tuple((name, {label: _pair(label, v)}) for v in values)
 
-    put("upwatch_probes_total", ep.probes_success, {"result": "success"})
-    put("upwatch_probes_total", ep.probes_failure, {"result": "failure"})
-    for reason in FailureReason:
-        put("upwatch_probe_failures_total", ep.failures.get(reason, 0), {"reason": reason.value})
+    per_family: dict[str, tuple[_Sample, ...]] = {
+        name: ((name, {}),) for name, (typ, _) in _FAMILIES.items() if typ != _HISTOGRAM
+    }
+    per_family["probe_http_duration_seconds"] = each("probe_http_duration_seconds", "phase", PHASES)
+    per_family["upwatch_probes_total"] = each("upwatch_probes_total", "result", ("success", "failure"))
+    per_family["upwatch_probe_failures_total"] = each("upwatch_probe_failures_total", "reason", _REASONS)
+    per_family[_HIST] = (
+        *each(f"{_HIST}_bucket", "le", [_go_float(b) for b in (*buckets, float("inf"))]),
+        (f"{_HIST}_count", {}),
+        (f"{_HIST}_sum", {}),
+    )
+    per_family["upwatch_endpoint_state"] = each("upwatch_endpoint_state", "state", _STATES)
+    per_family["upwatch_endpoint_info"] = (("upwatch_endpoint_info", None),)
+    return tuple(per_family[name] for name in _FAMILIES)
 
-    hist = "upwatch_probe_duration_seconds"
-    for bound, count in zip((*buckets, float("inf")), ep.bucket_counts, strict=True):
-        put(hist, count, {"le": _le_text(bound)}, suffix="_bucket")
-    put(hist, ep.duration_count, suffix="_count")
-    put(hist, ep.duration_sum, suffix="_sum")
 
-    for state in State:
-        put("upwatch_endpoint_state", float(ep.state.state is state), {"state": state.value})
-    put("upwatch_endpoint_incidents_total", ep.state.incidents)
-    put("upwatch_endpoint_downtime_seconds_total", ep.state.downtime_seconds)
-    put("upwatch_endpoint_state_since_timestamp_seconds", ep.state.since)
-    if ep.last_run is not None:
-        put("upwatch_probe_last_run_timestamp_seconds", ep.last_run)
-    if ep.endpoint.slo is not None:
-        put("upwatch_endpoint_slo_objective", _ratio(ep.endpoint.slo.availability))
-    put("upwatch_endpoint_interval_seconds", ep.endpoint.interval)
-    put("upwatch_endpoint_timeout_seconds", ep.endpoint.timeout)
-    put("upwatch_endpoint_info", 1.0, {"url": ep.endpoint.safe_url, "method": ep.endpoint.method})
+def _templates(endpoint: Endpoint, layout: _Layout) -> tuple[bytes, ...]:
+    """Per family, the endpoint's sample lines with `%s` where each value goes; labels sorted by name."""
+    own = {k: _pair(k, v) for k, v in {"endpoint": endpoint.name, **endpoint.labels}.items()}
+    info = {k: _pair(k, v) for k, v in {"url": endpoint.safe_url, "method": endpoint.method}.items()}
+    out = []
+    for samples in layout:
+        lines = []
+        for name, extra in samples:
+            labels = {**own, **(info if extra is None else extra)}
+            lines.append(f"{name}{{{','.join([labels[k] for k in sorted(labels)])}}} %s\n")
+        out.append("".join(lines).encode())
+    return tuple(out)
+
+
+_ABSENT: tuple[Value, ...] = (None,)  # the values of a family the endpoint does not have (now)
+_NO_PROBE = (_ABSENT,) * 10  # the probe_* families, before the first probe
+_ONE: tuple[Value, ...] = (1.0,)
+_PHASE_ZERO = 0.0  # one object, so that an unchanged missing phase compares identical (see `_Renderer.render`)
+
+
+def _data_values(ep: EndpointSnapshot) -> tuple[tuple[Value, ...], ...]:
+    """The values of the endpoint's data families (all but the config ones), per family; `_ABSENT` where absent."""
+    last = ep.last
+    if last is None:
+        probe = _NO_PROBE
+    else:
+        phases = last.phases
+        expiry = last.cert_expiry_timestamp
+        probe = (
+            (1.0 if last.success else 0.0,),
+            (last.duration_seconds,),
+            (last.status_code,),
+            tuple([phases.get(p, _PHASE_ZERO) for p in PHASES]),
+            (last.content_length,),
+            (last.redirects,),
+            (1.0 if last.ssl else 0.0,),
+            (last.http_version,),
+            _ABSENT if expiry is None else (expiry,),
+            (1.0 if last.failed_due_to_regex else 0.0,),
+        )
+    state = ep.state
+    current = state.state
+    return (
+        *probe,
+        (ep.probes_success, ep.probes_failure),
+        tuple(map(ep.failures.__getitem__, _REASONS)),
+        (ep.ticks_skipped,),
+        (*ep.bucket_counts, ep.duration_count, ep.duration_sum),
+        tuple([1.0 if s is current else 0.0 for s in _STATES]),
+        (state.incidents,),
+        (state.downtime_seconds,),
+        (state.since,),
+        _ABSENT if ep.last_run is None else (ep.last_run,),
+    )
+
+
+def _config_values(endpoint: Endpoint) -> tuple[tuple[Value, ...], ...]:
+    """The values of the last families, which depend on the endpoint's config alone: rendered with its templates."""
+    return (
+        _ABSENT if endpoint.slo is None else (_ratio(endpoint.slo.availability),),
+        (endpoint.interval,),
+        (endpoint.timeout,),
+        _ONE,
+    )
 
 
 def _ratio(percent: float) -> float:
     """A percentage as a ratio without binary noise: 99.9 -> 0.999, not 0.9990000000000001."""
     return float(Decimal(repr(percent)) / 100)
+
+
+@dataclass(frozen=True, slots=True)
+class _EndpointText:
+    """One endpoint's rendered samples, and what they were rendered from. Never changed once built."""
+
+    endpoint: Endpoint  # the config the templates were built from
+    version: int  # the store's version of the data
+    templates: tuple[bytes, ...]  # per family
+    values: tuple[tuple[Value, ...], ...]  # per data family
+    chunks: tuple[bytes, ...]  # per family: the rendered lines, b"" when absent
+
+
+class _Renderer:
+    """Renders endpoint snapshots into `_EndpointText`, reusing what an earlier one of the same endpoint holds."""
+
+    # Counts recur (across endpoints, buckets and refreshes); formatting one costs ~0.7 µs, a
+    # lookup ~0.05 µs. The memo is dropped whole when it grows past this many entries.
+    _MEMO_LIMIT = 1 << 16
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self._layout = _layout(buckets)
+        self._int_texts: dict[int, bytes] = {}
+
+    def render(self, ep: EndpointSnapshot, previous: _EndpointText | None) -> _EndpointText:
+        """The endpoint's text; only families whose values changed since `previous` are formatted again."""
+        values = _data_values(ep)
+        if previous is None or not (previous.endpoint is ep.endpoint or previous.endpoint == ep.endpoint):
+            templates = _templates(ep.endpoint, self._layout)
+            every = (*values, *_config_values(ep.endpoint))
+            return _EndpointText(ep.endpoint, ep.version, templates, values, tuple(map(self._chunk, templates, every)))
+        templates = previous.templates
+        chunks = list(previous.chunks)
+        for f, (new, old) in enumerate(zip(values, previous.values, strict=True)):
+            # Equal values are written alike, except 0.0 and -0.0 (and NaN is only equal to itself).
+            if new is old or (new == old and (all(map(operator.is_, new, old)) or 0 not in new)):
+                continue
+            chunks[f] = self._chunk(templates[f], new)
+        return _EndpointText(ep.endpoint, ep.version, templates, values, tuple(chunks))
+
+    def _chunk(self, template: bytes, values: tuple[Value, ...]) -> bytes:
+        """One family's lines of the endpoint, each value as prometheus_client writes it; empty when absent."""
+        if values[0] is None:  # a family is absent whole, so no value is None below
+            return b""
+        memo = self._int_texts
+        return template % tuple(
+            [
+                (memo.get(v) or self._count_text(v)) if type(v) is int else _go_float(v).encode()  # type: ignore[arg-type]
+                for v in values
+            ]
+        )
+
+    def _count_text(self, value: int) -> bytes:
+        """A count as prometheus_client writes it, remembered."""
+        memo = self._int_texts
+        if len(memo) >= self._MEMO_LIMIT:
+            memo.clear()
+        text = memo[value] = _go_float(value).encode()
+        return text
+
+
+class ProbeExposition:
+    """The probe families in the Prometheus text format (0.0.4), re-rendered per endpoint only where it changed.
+
+    `refresh` (the agent calls it after each probe result) re-renders the named endpoints; `render`
+    re-renders whatever changed since (a reload, skipped ticks) and hands out the text in pieces.
+    """
+
+    # Endpoints per piece of `render`'s output: about a megabyte for the histogram family, whose
+    # lines take ~2 KB an endpoint with a label or two.
+    _PIECE_ENDPOINTS = 512
+
+    def __init__(self, store: ResultStore) -> None:
+        self._store = store
+        self._renderer = _Renderer(store.buckets)
+        self._headers = tuple(_header(name) for name in _FAMILIES)
+        self._lock = threading.Lock()  # guards _texts: refresh runs on the event loop, render in scrape threads
+        self._texts: dict[str, _EndpointText] = {}
+
+    def refresh(self, names: Collection[str] | None = None) -> None:
+        """Re-render the endpoints (all, or the named ones) whose data changed; forget removed ones."""
+        if names is None:
+            self._refresh_all()
+            return
+        with self._lock:
+            known = {name: self._texts.get(name) for name in names}
+        fresh = []
+        for ep in self._store.snapshot(names).endpoints:
+            previous = known[ep.endpoint.name]
+            if previous is None or previous.version != ep.version:
+                fresh.append(self._renderer.render(ep, previous))
+        self._install(fresh)
+
+    def _refresh_all(self) -> dict[str, int]:
+        """Bring every endpoint up to date, forget removed ones; the store's versions, in config order."""
+        versions = self._store.versions()
+        with self._lock:
+            texts = dict(self._texts)
+        stale = [name for name, version in versions.items() if (t := texts.get(name)) is None or t.version != version]
+        if stale:
+            snapshot = self._store.snapshot(stale)
+            self._install([self._renderer.render(ep, texts.get(ep.endpoint.name)) for ep in snapshot.endpoints])
+        with self._lock:
+            for name in [n for n in self._texts if n not in versions]:
+                del self._texts[name]
+        return versions
+
+    def _install(self, fresh: Iterable[_EndpointText]) -> None:
+        with self._lock:
+            for text in fresh:
+                current = self._texts.get(text.endpoint.name)
+                # A concurrent render may have installed newer data (versions only grow).
+                if current is None or current.version < text.version:
+                    self._texts[text.endpoint.name] = text
+
+    def render(self) -> list[bytes]:
+        """Every probe family of every endpoint in the text exposition format (UTF-8), in pieces.
+
+        Their concatenation is the exposition. Pieces (a family's lines of up to `_PIECE_ENDPOINTS`
+        endpoints) rather than one string keep each step short: the server compresses or writes
+        them one by one, and no single join of tens of megabytes holds the GIL, and so the event
+        loop and its probes' timing, for tens of milliseconds.
+        """
+        order = self._refresh_all()
+        with self._lock:
+            texts = self._texts
+            rows = [texts[name].chunks for name in order if name in texts]
+        step = self._PIECE_ENDPOINTS
+        pieces = []
+        for family, header in enumerate(self._headers):
+            column = operator.itemgetter(family)
+            pieces.append(header)
+            pieces.extend(b"".join(map(column, rows[i : i + step])) for i in range(0, len(rows), step))
+        return pieces
