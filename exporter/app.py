@@ -25,6 +25,7 @@ from .config import (
 )
 from .probes.http import HttpProber
 from .probes.tls import TLSContexts
+from .recorder import ResultRecorder
 from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
@@ -75,6 +76,7 @@ class Agent:
         self._prober = HttpProber(self._tls)
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
+        self._recorder = ResultRecorder(self._store, log, on_change=self._exposition.refresh)
         self._scheduler: Scheduler | None = None
         self._server = MetricsServer(
             probe_text=self._exposition.render,
@@ -127,10 +129,9 @@ class Agent:
         self._server.register(AgentCollector(self.reload_status))
         self._scheduler = Scheduler(
             prober=self._prober,
-            store=self._store,
+            sink=self._recorder,
             max_concurrency=config.max_concurrent_probes if config else 64,
             log=self._log,
-            on_result=lambda result: self._exposition.refresh((result.endpoint,)),
         )
         await self._apply(config)
         host, port = self._listen
@@ -146,6 +147,7 @@ class Agent:
     async def _apply(self, config: Config | None) -> None:
         assert self._scheduler is not None
         endpoints: Sequence[Endpoint] = config.endpoints if config else ()
+        self._recorder.sync(endpoints)
         await self._scheduler.apply(endpoints, config.max_concurrent_probes if config else None)
         self._apply_host(config.host if config else HostConfig())
         self._config = config
