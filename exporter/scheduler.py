@@ -8,6 +8,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -61,6 +62,14 @@ class ResultSink(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LoopChanges:
+    """What one `Scheduler.apply` did: names of the endpoints whose loops it started and stopped."""
+
+    started: tuple[str, ...]
+    stopped: tuple[str, ...]  # a changed endpoint is in both
+
+
 class Scheduler:
     """Runs each endpoint's probe loop and hands results to a sink.
 
@@ -101,7 +110,7 @@ class Scheduler:
         max_concurrency: int | None = None,
         *,
         resume_from: Mapping[str, float] | None = None,
-    ) -> None:
+    ) -> LoopChanges:
         """Start, restart and stop loops so that exactly `endpoints` are probed; unchanged ones go on untouched.
 
         `resume_from` maps names of endpoints that were probed elsewhere until some loop time (a
@@ -117,11 +126,14 @@ class Scheduler:
         for name in stale:
             del self._endpoints[name]
         resume_from = resume_from or {}
+        started = []
         for name, ep in wanted.items():
             if name not in self._endpoints:
                 self._endpoints[name] = ep
                 self._start(ep, resume_from=resume_from.get(name))
+                started.append(name)
         self._endpoints = {name: self._endpoints[name] for name in wanted}
+        return LoopChanges(started=tuple(started), stopped=tuple(stale))
 
     async def stop(self) -> None:
         """Stop every loop; probes in flight are cancelled."""
