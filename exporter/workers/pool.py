@@ -103,11 +103,6 @@ class WorkerPool:
         self._lost_in_flight = 0
         self._lost_backlog = 0
 
-    @property
-    def size(self) -> int:
-        """How many workers the pool keeps (0 when idle)."""
-        return len(self._slots)
-
     def status(self) -> WorkerStatus:
         """Running workers, restarts and lost probes so far."""
         running = sum(1 for s in self._slots if s.pid is not None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import os
 import signal
 from collections.abc import Iterable
@@ -59,7 +60,16 @@ def worker_main(
     control_fd, results_fd = os.dup(control.fileno()), os.dup(results.fileno())
     control.close()
     results.close()
-    asyncio.run(_serve(spec, control_fd, results_fd, counters))
+    # The tens of thousands of objects imported modules hold would make every full garbage
+    # collection pause the loop for tens of milliseconds, in the middle of probes they would
+    # lengthen: they live as long as the process, so the collector is told to leave them be.
+    gc.collect()
+    gc.freeze()
+    try:
+        asyncio.run(_serve(spec, control_fd, results_fd, counters))
+    except Exception:  # the main process sees the exit, logs it and starts another worker
+        get_logger(worker=spec.index).exception("probe worker failed")
+        raise SystemExit(1) from None
 
 
 def _name_process(name: str) -> None:
@@ -96,6 +106,7 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
         prober=CountingProber(prober, counters), sink=outbox, max_concurrency=1, log=log, anchor=spec.anchor
     )
     endpoints: dict[str, Endpoint] = {}
+    first = True
     log.debug("probe worker started", pid=os.getpid())
     try:
         while (message := await read_message(reader)) is not None:
@@ -110,6 +121,9 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
             changes = await scheduler.apply(
                 list(endpoints.values()), message.max_concurrency, resume_from=message.resume_from
             )
+            if first:
+                gc.freeze()  # the endpoints, SSL contexts and clients just made live as long, too
+                first = False
             log.info(
                 "probe worker assigned",
                 endpoints=len(endpoints),
