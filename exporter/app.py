@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,10 @@ DEFAULT_LISTEN = ":9877"
 # run this much nicer than the rest, so that a burst of scrapes or a reload takes CPU time from
 # serving, not from the workers' probes and their timings.
 SERVING_NICENESS = 10
+# With worker processes, the endpoints whose results arrived are re-rendered for /metrics at
+# most this often, together, in a helper thread: the loop that takes in results only records
+# them. (A scrape renders whatever is still pending itself, so it never serves stale data.)
+RENDER_PERIOD_SECONDS = 0.5
 
 
 def lower_thread_priority(niceness: int = SERVING_NICENESS) -> None:
@@ -111,7 +115,9 @@ class Agent:
         self._prober = HttpProber(self._tls)
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
-        self._recorder = ResultRecorder(self._store, log, on_change=self._exposition.refresh)
+        self._recorder = ResultRecorder(self._store, log, on_change=self._changed)
+        self._unrendered: set[str] = set()
+        self._renderer: asyncio.Task[None] | None = None
         self._scheduler: Scheduler | None = None  # probes in this process (workers: 1)
         self._pool: WorkerPool | None = None  # probes in worker processes (workers: 2 or more)
         self._workers = 0  # processes probing now: 1 is this one
@@ -184,6 +190,7 @@ class Agent:
             anchor=anchor,
         )
         self._pool = WorkerPool(recorder=self._recorder, log=self._log, log_settings=self._log_settings, anchor=anchor)
+        self._renderer = asyncio.create_task(self._render_changed(), name="render-probe-metrics")
         await self._apply(config)
         host, port = self._listen
         await self._server.start(host, port)
@@ -195,6 +202,26 @@ class Agent:
             endpoints=len(config.endpoints) if config else 0,
             workers=self._workers,
         )
+
+    def _changed(self, names: Collection[str]) -> None:
+        """Endpoints with new results: re-rendered now in-process, soon and off the loop with workers."""
+        if self._workers > 1:
+            self._unrendered.update(names)
+        else:
+            self._exposition.refresh(names)
+
+    async def _render_changed(self) -> None:
+        """Re-render the endpoints that got results, every RENDER_PERIOD_SECONDS, in a helper thread."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(RENDER_PERIOD_SECONDS)
+            if not self._unrendered:
+                continue
+            names, self._unrendered = self._unrendered, set()
+            try:
+                await loop.run_in_executor(None, self._exposition.refresh, names)
+            except Exception:  # a rendering bug must not stop the next rounds; scrapes render anyway
+                self._log.exception("rendering probe metrics failed", endpoints=len(names))
 
     def _worker_count(self, config: Config | None) -> int:
         """Processes to probe with: `workers` (auto: the usable CPUs), at most one per allowed concurrent probe.
@@ -334,6 +361,9 @@ class Agent:
         self._ready = False
         if self._pool is not None:
             await self._pool.stop()
+        if self._renderer is not None:
+            self._renderer.cancel()
+            await asyncio.gather(self._renderer, return_exceptions=True)
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self._prober.aclose()

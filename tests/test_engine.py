@@ -46,7 +46,7 @@ def test_two_workers_share_the_endpoints_and_probe_every_one(tmp_path: Path, ngi
     with serve_upwatch(tmp_path, config) as agent:
         wait_for("every endpoint probed", lambda: all_probed(agent, names), DEADLINE)
         samples = agent.metrics()
-        assert failures(samples) == 0
+        assert failures(samples) == 0, [(e["endpoint"], e["message"]) for e in agent.events("probe failed")]
         assert value(samples, "upwatch_probe_workers") == 2
         assert value(samples, "upwatch_probe_worker_restarts_total") == 0
         # Two worker processes, children of the agent, visible by name in ps and /proc.
@@ -145,7 +145,7 @@ def test_a_reload_changing_one_endpoint_moves_nothing_and_keeps_the_other_loops(
         assert (told["loops_started"], told["loops_stopped"]) == (1, 1)
         assert agent.workers() == pids
         samples = agent.metrics()
-        assert failures(samples) == 0
+        assert failures(samples) == 0, [(e["endpoint"], e["message"]) for e in agent.events("probe failed")]
         # The counters went on under the same names: no reset.
         assert all(probes(samples, n) > probes(before, n) for n in names)
         assert value(samples, "upwatch_endpoint_info", endpoint=changed, url=nginx_target.url("/sleep"), method="GET")

@@ -107,6 +107,7 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
     )
     endpoints: dict[str, Endpoint] = {}
     first = True
+    await _warm_up(prober, log)
     log.debug("probe worker started", pid=os.getpid())
     try:
         while (message := await read_message(reader)) is not None:
@@ -138,6 +139,38 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
         transport.close()
         await asyncio.wait_for(closed, timeout=10)
         log.debug("probe worker stopped", pid=os.getpid())
+
+
+async def _warm_up(prober: Prober, log: Any) -> None:
+    """Probe a throwaway local server once, before any endpoint.
+
+    What a prober imports and builds on its first use (tens of milliseconds, more on a busy
+    machine) would otherwise be timed as part of the first real probes, or make them time out.
+    """
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    endpoint = Endpoint.model_validate(
+        {"name": "warm-up", "url": f"http://127.0.0.1:{port}/", "expect": {"status": 204}}
+    )
+    try:
+        result = await prober.probe(endpoint, asyncio.get_running_loop().time() + 10)
+        log.debug("probe worker warmed up", success=result.success, duration_s=round(result.duration_seconds, 4))
+    except Exception:  # only a head start; the real probes report their own failures
+        log.exception("probe worker warm-up failed")
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def _load_tls(tls: TLSContexts, endpoints: Iterable[Endpoint], log: Any) -> None:
