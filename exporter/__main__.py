@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from .cli import main
 
-main()
+# Guarded: a "spawn" worker process imports the main module of its parent.
+if __name__ == "__main__":
+    main()

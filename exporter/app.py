@@ -1,12 +1,15 @@
-"""Composition root: builds config, prober, store, scheduler and server; handles signals and shutdown."""
+"""Composition root: builds config, prober, store, scheduler or worker pool, server; signals and shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +26,37 @@ from .config import (
     HostConfig,
     load_config,
 )
+from .cpus import cpu_count
+from .logs import LogSettings
 from .probes.http import HttpProber
 from .probes.tls import TLSContexts
+from .recorder import ResultRecorder
 from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
 from .store import ResultStore
+from .workers import NO_WORKERS, WorkerPool, WorkerStatus
 
 DEFAULT_LISTEN = ":9877"
+# With worker processes, the main process's helper threads (rendering scrapes, loading configs)
+# run this much nicer than the rest, so that a burst of scrapes or a reload takes CPU time from
+# serving, not from the workers' probes and their timings.
+SERVING_NICENESS = 10
+# With worker processes, the endpoints whose results arrived are re-rendered for /metrics at
+# most this often, together, in a helper thread: the loop that takes in results only records
+# them. (A scrape renders whatever is still pending itself, so it never serves stale data.)
+RENDER_PERIOD_SECONDS = 0.5
+
+
+def lower_thread_priority(niceness: int = SERVING_NICENESS) -> None:
+    """Make the calling thread nicer by `niceness` (Linux, where nice values are per thread; a no-op elsewhere)."""
+    if sys.platform != "linux":
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except OSError:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +90,38 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 class Agent:
-    """The running `upwatch serve`: probes on schedule, serves metrics, reloads on demand."""
+    """The running `upwatch serve`: probes on schedule, serves metrics, reloads on demand.
 
-    def __init__(self, *, source: ConfigSource, listen: tuple[str, int], log: Any) -> None:
+    With `workers: 1` (or nothing to probe) the main process probes itself, as one scheduler.
+    With more, worker processes probe and this process records their results and serves.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: ConfigSource,
+        listen: tuple[str, int],
+        log: Any,
+        log_settings: LogSettings | None = None,
+        cpus: Callable[[], int] = cpu_count,
+    ) -> None:
         self._source = source
         self._listen = listen
         self._log = log
+        self._log_settings = log_settings or LogSettings()
+        self._cpus = cpus
         # The loader builds each endpoint's SSL context into this cache; the prober uses them from there.
         self._tls = TLSContexts()
         self._prober = HttpProber(self._tls)
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
-        self._scheduler: Scheduler | None = None
+        self._recorder = ResultRecorder(self._store, log, on_change=self._changed)
+        self._unrendered: set[str] = set()
+        self._renderer: asyncio.Task[None] | None = None
+        self._scheduler: Scheduler | None = None  # probes in this process (workers: 1)
+        self._pool: WorkerPool | None = None  # probes in worker processes (workers: 2 or more)
+        self._workers = 0  # processes probing now: 1 is this one
+        self._yielding_executor: ThreadPoolExecutor | None = None
         self._server = MetricsServer(
             probe_text=self._exposition.render,
             ready=self.ready,
@@ -108,6 +154,15 @@ class Agent:
         """The outcome of the last config load."""
         return self._status
 
+    def worker_status(self) -> WorkerStatus:
+        """The probe worker processes' figures (all 0 while the main process probes)."""
+        return self._pool.status() if self._pool is not None else NO_WORKERS
+
+    @property
+    def worker_pids(self) -> list[int | None]:
+        """Process ids of the probe workers, by index (empty while the main process probes)."""
+        return self._pool.pids() if self._pool is not None else []
+
     def _load(self) -> Config | None:
         """Read the config file; None when there is no file and none was asked for."""
         if not self._source.explicit and not self._source.path.exists():
@@ -124,14 +179,18 @@ class Agent:
                 looked_for=str(self._source.path),
                 hint=f"pass --config or set {CONFIG_ENV_VAR}",
             )
-        self._server.register(AgentCollector(self.reload_status))
+        self._server.register(AgentCollector(self.reload_status, self.worker_status))
+        # One tick grid for every process: an endpoint keeps its slots wherever it is probed.
+        anchor = asyncio.get_running_loop().time()
         self._scheduler = Scheduler(
             prober=self._prober,
-            store=self._store,
+            sink=self._recorder,
             max_concurrency=config.max_concurrent_probes if config else 64,
             log=self._log,
-            on_result=lambda result: self._exposition.refresh((result.endpoint,)),
+            anchor=anchor,
         )
+        self._pool = WorkerPool(recorder=self._recorder, log=self._log, log_settings=self._log_settings, anchor=anchor)
+        self._renderer = asyncio.create_task(self._render_changed(), name="render-probe-metrics")
         await self._apply(config)
         host, port = self._listen
         await self._server.start(host, port)
@@ -141,14 +200,85 @@ class Agent:
             listen=[f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self._server.addresses],
             config=str(self._source.path) if config else None,
             endpoints=len(config.endpoints) if config else 0,
+            workers=self._workers,
         )
 
+    def _changed(self, names: Collection[str]) -> None:
+        """Endpoints with new results: re-rendered now in-process, soon and off the loop with workers."""
+        if self._workers > 1:
+            self._unrendered.update(names)
+        else:
+            self._exposition.refresh(names)
+
+    async def _render_changed(self) -> None:
+        """Re-render the endpoints that got results, every RENDER_PERIOD_SECONDS, in a helper thread."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(RENDER_PERIOD_SECONDS)
+            if not self._unrendered:
+                continue
+            names, self._unrendered = self._unrendered, set()
+            try:
+                await loop.run_in_executor(None, self._exposition.refresh, names)
+            except Exception:  # a rendering bug must not stop the next rounds; scrapes render anyway
+                self._log.exception("rendering probe metrics failed", endpoints=len(names))
+
+    def _worker_count(self, config: Config | None) -> int:
+        """Processes to probe with: `workers` (auto: the usable CPUs), at most one per allowed concurrent probe.
+
+        1 means this process; with no endpoints there is nothing to start worker processes for.
+        """
+        if config is None or not config.endpoints:
+            return 1
+        wanted = self._cpus() if config.workers == "auto" else int(config.workers)
+        return max(1, min(wanted, config.max_concurrent_probes))
+
     async def _apply(self, config: Config | None) -> None:
-        assert self._scheduler is not None
+        assert self._scheduler is not None and self._pool is not None
         endpoints: Sequence[Endpoint] = config.endpoints if config else ()
-        await self._scheduler.apply(endpoints, config.max_concurrent_probes if config else None)
+        cap = config.max_concurrent_probes if config else 64
+        workers = self._worker_count(config)
+        self._recorder.sync(endpoints)
+        # Going between this process and worker processes, the new side owes the ticks it missed
+        # while it was taking over.
+        now = asyncio.get_running_loop().time()
+        switched = self._workers != 0 and (self._workers == 1) != (workers == 1)
+        previous = {ep.name: now for ep in self._config.endpoints} if switched and self._config else None
+        if workers == 1:
+            await self._pool.apply((), cap, 0)
+            await self._scheduler.apply(endpoints, cap, resume_from=previous)
+        else:
+            await self._scheduler.apply((), cap)
+            await self._pool.apply(endpoints, cap, workers, resume_from=previous)
+        if workers != self._workers:
+            self._yield_to_workers(workers > 1)
+            self._log.info(
+                "probe processes",
+                workers=workers,
+                where="main process" if workers == 1 else "worker processes",
+                setting=str(config.workers) if config else None,
+                usable_cpus=self._cpus(),
+            )
+        self._workers = workers
         self._apply_host(config.host if config else HostConfig())
         self._config = config
+
+    def _yield_to_workers(self, on: bool) -> None:
+        """Run the loop's helper threads (scrape rendering, config loads) at a lower priority while workers probe.
+
+        Not with `workers: 1`: there the loop that probes waits for the GIL those threads hold, and a
+        thread made nicer would hold it longer under CPU contention.
+        """
+        loop = asyncio.get_running_loop()
+        if on and self._yielding_executor is None:
+            self._yielding_executor = ThreadPoolExecutor(
+                thread_name_prefix="upwatch-serving", initializer=lower_thread_priority
+            )
+            loop.set_default_executor(self._yielding_executor)
+        elif not on and self._yielding_executor is not None:
+            loop.set_default_executor(ThreadPoolExecutor())
+            self._yielding_executor.shutdown(wait=False)
+            self._yielding_executor = None
 
     def _apply_host(self, host: HostConfig) -> None:
         """(Re)build the host collector when its settings changed; none when host metrics are off."""
@@ -229,6 +359,11 @@ class Agent:
     async def stop(self) -> None:
         """Ordered shutdown: stop scheduling and cancel probes, close the prober, close the server."""
         self._ready = False
+        if self._pool is not None:
+            await self._pool.stop()
+        if self._renderer is not None:
+            self._renderer.cancel()
+            await asyncio.gather(self._renderer, return_exceptions=True)
         if self._scheduler is not None:
             await self._scheduler.stop()
         await self._prober.aclose()

@@ -13,7 +13,7 @@ import click
 from . import __version__, loop
 from .app import DEFAULT_LISTEN, Agent, config_source, parse_listen, probe_once
 from .config import Config, ConfigError, Problem, json_schema_text, load_config
-from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
+from .logs import LOG_FORMATS, LOG_LEVELS, LogSettings, configure_logging, get_logger
 from .probes.tls import TLSContexts
 from .results import PHASES, ProbeResult
 
@@ -41,12 +41,13 @@ def serve(config_file: str | None, listen: str, log_level: str, log_format: str 
         address = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
-    configure_logging(log_level, log_format)
+    log_settings = LogSettings(log_level, log_format)
+    configure_logging(log_settings.level, log_settings.format)
     log = get_logger()
     source = config_source(config_file)
 
     async def run() -> None:
-        agent = Agent(source=source, listen=address, log=log)
+        agent = Agent(source=source, listen=address, log=log, log_settings=log_settings)
         await agent.run()
 
     try:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """The level and format chosen on the command line, for the worker processes to log alike."""
+
+    level: str = "info"
+    format: str | None = None  # None: console on a TTY, else JSON
 
 
 def configure_logging(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:

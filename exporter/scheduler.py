@@ -7,19 +7,26 @@ import functools
 import math
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from .config import Endpoint
 from .results import FailureReason, ProbeResult
-from .state import Transition
-from .store import ResultStore
 
 # The first probe of an endpoint runs at a stable offset within its interval, so that many
 # endpoints do not all fire at start-up or after a reload; the spread is capped so that an
 # endpoint with a long interval still gets its first result soon.
 MAX_SPREAD_SECONDS = 60.0
 RESTART_DELAY_SECONDS = 1.0
+
+
+class SkipCause(StrEnum):
+    """Why scheduled probes never ran."""
+
+    LATE = "late"  # the previous probe, or the wait for a free slot, ran past them
+    WORKER_DOWN = "worker_down"  # the worker process probing the endpoint had died and was being restarted
 
 
 class Prober(Protocol):
@@ -43,29 +50,53 @@ def next_tick(anchor: float, offset: float, interval: float, now: float) -> floa
     return first + math.ceil((now - first) / interval) * interval
 
 
+class ResultSink(Protocol):
+    """Where the scheduler hands what its loops produce: the recorder in-process, the pipe in a worker."""
+
+    def result(self, result: ProbeResult) -> None:
+        """One probe finished."""
+        ...
+
+    def skipped(self, endpoint: str, ticks: int, cause: SkipCause) -> None:
+        """`ticks` scheduled probes of `endpoint` never ran."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoopChanges:
+    """What one `Scheduler.apply` did: names of the endpoints whose loops it started and stopped."""
+
+    started: tuple[str, ...]
+    stopped: tuple[str, ...]  # a changed endpoint is in both
+
+
 class Scheduler:
-    """Runs each endpoint's probe loop and hands results to the store."""
+    """Runs each endpoint's probe loop and hands results to a sink.
+
+    Every loop runs on the grid anchor + offset(name) + k * interval. `anchor` is a
+    `time.monotonic()` value (the loop's clock); passing the same one to schedulers in several
+    processes keeps an endpoint on the same grid wherever it runs.
+    """
 
     def __init__(
         self,
         *,
         prober: Prober,
-        store: ResultStore,
+        sink: ResultSink,
         max_concurrency: int,
         log: Any,
         wall_clock: Callable[[], float] = time.time,
-        on_result: Callable[[ProbeResult], None] | None = None,
+        anchor: float | None = None,
     ) -> None:
         self._prober = prober
-        self._store = store
+        self._sink = sink
         self._limit = asyncio.Semaphore(max_concurrency)
         self._max_concurrency = max_concurrency
         self._log = log
         self._wall_clock = wall_clock
-        self._on_result = on_result
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._endpoints: dict[str, Endpoint] = {}
-        self._anchor = asyncio.get_running_loop().time()
+        self._anchor = asyncio.get_running_loop().time() if anchor is None else anchor
         self._stopping = False
 
     @property
@@ -73,23 +104,36 @@ class Scheduler:
         """How many endpoint loops are alive."""
         return sum(1 for t in self._tasks.values() if not t.done())
 
-    async def apply(self, endpoints: Sequence[Endpoint], max_concurrency: int | None = None) -> None:
-        """Start, restart and stop loops so that exactly `endpoints` are probed; unchanged ones go on untouched."""
+    async def apply(
+        self,
+        endpoints: Sequence[Endpoint],
+        max_concurrency: int | None = None,
+        *,
+        resume_from: Mapping[str, float] | None = None,
+    ) -> LoopChanges:
+        """Start, restart and stop loops so that exactly `endpoints` are probed; unchanged ones go on untouched.
+
+        `resume_from` maps names of endpoints that were probed elsewhere until some loop time (a
+        worker that died): a loop started for one counts the ticks it missed since then as skipped.
+        """
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # Probes holding the old semaphore release it; new probes wait on the new one.
             self._limit = asyncio.Semaphore(max_concurrency)
             self._max_concurrency = max_concurrency
-        self._store.sync(endpoints)
         wanted = {ep.name: ep for ep in endpoints}
         stale = [name for name, ep in self._endpoints.items() if wanted.get(name) != ep]
         await self._cancel(stale)
         for name in stale:
             del self._endpoints[name]
+        resume_from = resume_from or {}
+        started = []
         for name, ep in wanted.items():
             if name not in self._endpoints:
                 self._endpoints[name] = ep
-                self._start(ep)
+                self._start(ep, resume_from=resume_from.get(name))
+                started.append(name)
         self._endpoints = {name: self._endpoints[name] for name in wanted}
+        return LoopChanges(started=tuple(started), stopped=tuple(stale))
 
     async def stop(self) -> None:
         """Stop every loop; probes in flight are cancelled."""
@@ -104,8 +148,8 @@ class Scheduler:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _start(self, endpoint: Endpoint, delay: float = 0.0) -> None:
-        task = asyncio.create_task(self._loop(endpoint, delay), name=f"probe:{endpoint.name}")
+    def _start(self, endpoint: Endpoint, delay: float = 0.0, resume_from: float | None = None) -> None:
+        task = asyncio.create_task(self._loop(endpoint, delay, resume_from), name=f"probe:{endpoint.name}")
         self._tasks[endpoint.name] = task
         task.add_done_callback(functools.partial(self._supervise, endpoint))
 
@@ -117,38 +161,35 @@ class Scheduler:
         self._log.error("probe loop crashed", endpoint=endpoint.name, error=repr(exc))
         self._start(endpoint, delay=RESTART_DELAY_SECONDS)
 
-    async def _loop(self, endpoint: Endpoint, delay: float) -> None:
+    async def _loop(self, endpoint: Endpoint, delay: float, resume_from: float | None) -> None:
         loop = asyncio.get_running_loop()
         if delay:
             await asyncio.sleep(delay)
         offset = spread_offset(endpoint.name, endpoint.interval)
         tick = next_tick(self._anchor, offset, endpoint.interval, loop.time())
+        if resume_from is not None:
+            owed = next_tick(self._anchor, offset, endpoint.interval, resume_from)
+            self._skipped(endpoint, round((tick - owed) / endpoint.interval), SkipCause.WORKER_DOWN)
         while True:
             await asyncio.sleep(max(0.0, tick - loop.time()))
             result = await self._probe_once(endpoint)
-            transition = self._store.record(result)
-            self._log_result(endpoint, result, transition)
-            if self._on_result is not None:
-                try:
-                    self._on_result(result)
-                except Exception:  # a listener's bug must not stop probing
-                    self._log.exception("result listener failed", endpoint=endpoint.name)
+            try:
+                self._sink.result(result)
+            except Exception:  # a sink's bug must not stop probing
+                self._log.exception("result sink failed", endpoint=endpoint.name)
             # Drift-free: the next tick is on the grid, whatever this probe cost; ticks that
             # passed while waiting for a free slot are skipped, not run in a burst.
             following = tick + endpoint.interval
             now = loop.time()
             if following < now:
                 missed = next_tick(self._anchor, offset, endpoint.interval, now)
-                skipped = round((missed - following) / endpoint.interval)
-                self._store.record_skipped(endpoint.name, skipped)
-                self._log.warning(
-                    "probe ticks skipped",
-                    endpoint=endpoint.name,
-                    skipped=skipped,
-                    hint="probes wait for a free slot: raise max_concurrent_probes or lengthen intervals",
-                )
+                self._skipped(endpoint, round((missed - following) / endpoint.interval), SkipCause.LATE)
                 following = missed
             tick = following
+
+    def _skipped(self, endpoint: Endpoint, ticks: int, cause: SkipCause) -> None:
+        if ticks > 0:
+            self._sink.skipped(endpoint.name, ticks, cause)
 
     async def _probe_once(self, endpoint: Endpoint) -> ProbeResult:
         loop = asyncio.get_running_loop()
@@ -171,30 +212,3 @@ class Scheduler:
                     started_at=started,
                     duration_seconds=max(0.0, self._wall_clock() - started),
                 )
-
-    def _log_result(self, endpoint: Endpoint, result: ProbeResult, transition: Transition | None) -> None:
-        if result.success:
-            self._log.debug(
-                "probe finished",
-                endpoint=endpoint.name,
-                outcome="success",
-                duration_s=round(result.duration_seconds, 4),
-            )
-        else:
-            self._log.info(
-                "probe failed",
-                endpoint=endpoint.name,
-                reason=str(result.reason),
-                message=result.message,
-                status_code=result.status_code or None,
-                duration_s=round(result.duration_seconds, 4),
-            )
-        if transition is not None:
-            log = self._log.warning if transition.new == "down" else self._log.info
-            log(
-                "endpoint state changed",
-                endpoint=endpoint.name,
-                old=str(transition.old),
-                new=str(transition.new),
-                url=endpoint.safe_url,
-            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,13 +40,17 @@ def program(name: str) -> str:
     return path
 
 
-def wait_until_ready(url: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+def wait_until_ready(url: str, proc: subprocess.Popen[str], timeout: float = 30.0, log: Path | None = None) -> None:
     """Poll an HTTP URL until it answers 200; fail with the process's output if it dies or never does."""
+
+    def output() -> str:
+        out, err = proc.communicate()
+        return f"{out}\n{err if log is None else log.read_text()}"
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"{proc.args!r} exited with {proc.returncode}:\n{out}\n{err}")
+            pytest.fail(f"{proc.args!r} exited with {proc.returncode}:\n{output()}")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -53,33 +58,37 @@ def wait_until_ready(url: str, proc: subprocess.Popen[str], timeout: float = 30.
             pass
         time.sleep(0.1)
     proc.kill()
-    out, err = proc.communicate()
-    pytest.fail(f"{url} not ready after {timeout}s:\n{out}\n{err}")
+    pytest.fail(f"{url} not ready after {timeout}s:\n{output()}")
 
 
 @contextmanager
 def running(
-    args: Sequence[str], ready_url: str, *, env: dict[str, str] | None = None
+    args: Sequence[str], ready_url: str, *, env: dict[str, str] | None = None, log: Path | None = None
 ) -> Iterator[subprocess.Popen[str]]:
-    """Run a program until the block ends; it must answer `ready_url` first."""
-    proc = subprocess.Popen(
-        list(args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        wait_until_ready(ready_url, proc)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+    """Run a program until the block ends; it must answer `ready_url` first.
+
+    Its stderr goes to the file `log` when given (to be read while it runs), else to a pipe.
+    """
+    with contextlib.ExitStack() as stack:
+        stderr: Any = stack.enter_context(log.open("w")) if log is not None else subprocess.PIPE
+        proc = subprocess.Popen(
+            list(args),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            wait_until_ready(ready_url, proc, log=log)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.communicate(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
 
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
@@ -174,3 +183,176 @@ def native_bundle(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
+
+
+NGINX_ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
+
+_NGINX_CONF = """\
+load_module {echo_module};
+{user}
+daemon off;
+master_process on;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "ok\\n"; }}
+        location /sleep {{ default_type text/plain; echo_sleep 0.05; echo ok; }}
+        location /hang {{ default_type text/plain; echo_sleep $arg_seconds; echo ok; }}
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Nginx:
+    """A running nginx: `/` answers 200 "ok" at once, `/sleep` after 50 ms, `/hang?seconds=N` after N seconds."""
+
+    port: int
+
+    def url(self, path: str = "/") -> str:
+        """The URL of a path on it."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def _answers(server: Nginx, proc: subprocess.Popen[bytes], timeout: float = 10) -> bool:
+    """Whether the server answers before `timeout`, while its process lives."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            return httpx.get(server.url("/"), timeout=1).text == "ok\n"
+        except httpx.TransportError:
+            time.sleep(0.05)
+    return False
+
+
+@contextmanager
+def nginx(prefix: Path) -> Iterator[Nginx]:
+    """Debian's nginx-light (with its echo module) on a free loopback port, its files under `prefix`.
+
+    A healthy target that keeps up with hundreds of probes a second and has a known latency,
+    running outside the test process (a server in the test process would be the bottleneck).
+    """
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin") or program("nginx")
+    if not NGINX_ECHO_MODULE.exists():
+        pytest.fail(f"{NGINX_ECHO_MODULE} is missing: run scripts/test, which installs nginx-light")
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    for _attempt in range(3):  # the free port may be taken by someone else before nginx binds it
+        port = free_port()
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            _NGINX_CONF.format(
+                echo_module=NGINX_ECHO_MODULE,
+                # As root, nginx would run its worker as "nobody", who cannot write the temp folder.
+                user="user root;" if os.geteuid() == 0 else "",
+                prefix=prefix,
+                port=port,
+            )
+        )
+        proc = subprocess.Popen(
+            [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        server = Nginx(port)
+        if _answers(server, proc):
+            break
+        proc.kill()
+        proc.wait()
+    else:
+        pytest.fail(f"nginx did not start:\n{(prefix / 'error.log').read_text()}")
+    try:
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- upwatch serve with probe workers ---------------------------------------------------------------
+
+DEADLINE = 60.0  # seconds to wait for any one condition: generous, for a loaded test machine
+
+
+@dataclass
+class Served:
+    """A running `upwatch serve`: its process, base URL and JSON log file."""
+
+    proc: Any
+    base: str
+    log: Path
+
+    def metrics(self) -> Samples:
+        """The samples of /metrics now."""
+        return scrape(f"{self.base}/metrics")[1]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The log events called `name` so far."""
+        lines = self.log.read_text().splitlines()
+        return [e for e in (json.loads(line) for line in lines if line.startswith("{")) if e["event"] == name]
+
+    def workers(self) -> dict[str, int]:
+        """Child processes named upwatch-probeN, name -> pid, read from /proc."""
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                comm = (entry / "comm").read_text().strip()
+            except OSError:  # gone meanwhile
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[1]) == self.proc.pid and comm.startswith("upwatch-probe") and fields[0] != "Z":
+                found[comm] = int(entry.name)
+        return found
+
+
+def endpoint_yaml(name: str, url: str, interval: str = "1s", timeout: str = "900ms", **extra: str) -> str:
+    """One endpoint as a line of YAML."""
+    more = "".join(f", {k}: {v}" for k, v in extra.items())
+    return f"  - {{name: {name}, url: '{url}', interval: {interval}, timeout: {timeout}{more}}}\n"
+
+
+def write_upwatch_config(path: Path, endpoints: list[str], workers: int = 2) -> None:
+    """A config of these endpoints (from `endpoint_yaml`), probed by `workers` processes, host metrics off."""
+    path.write_text(f"workers: {workers}\nhost: {{enabled: false}}\nendpoints:\n" + "".join(endpoints))
+
+
+@contextmanager
+def serve_upwatch(tmp_path: Path, config: Path) -> Iterator[Served]:
+    """`upwatch serve` on a free loopback port with JSON logs in a file, until the block ends."""
+    port = free_port()
+    log = tmp_path / "upwatch.log"
+    args = [*UPWATCH, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}", "--log-format", "json"]
+    with running(args, f"http://127.0.0.1:{port}/-/ready", log=log) as proc:
+        yield Served(proc, f"http://127.0.0.1:{port}", log)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sample's value, 0 when absent."""
+    return samples.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+
+def probes(samples: Samples, endpoint: str, result: str = "success") -> float:
+    """How many probes of `endpoint` had `result`."""
+    return value(samples, "upwatch_probes_total", endpoint=endpoint, result=result)
+
+
+def failures(samples: Samples) -> float:
+    """Failed probes of every endpoint."""
+    return sum(v for k, v in samples.get("upwatch_probes_total", {}).items() if ("result", "failure") in k)
+
+
+def all_probed(agent: Served, names: list[str], at_least: float = 1, than: Samples | None = None) -> bool:
+    """Whether every named endpoint has `at_least` more good probes than in `than` (or in all)."""
+    samples = agent.metrics()
+    return all(probes(samples, n) >= at_least + (probes(than, n) if than else 0) for n in names)

@@ -33,12 +33,16 @@ def write_config(path: Path, url: str, *names: str, extra: str = "") -> None:
     path.write_text("\n".join(lines) + "\n" + extra)
 
 
-@pytest.fixture
-async def agent(tmp_path: Path, httpserver: HTTPServer) -> AsyncIterator[tuple[Agent, str, Path]]:
+# The agent behaves the same whether it probes in its own process or in worker processes.
+@pytest.fixture(params=[1, 2], ids=["in-process", "two-workers"])
+async def agent(
+    tmp_path: Path, httpserver: HTTPServer, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Agent, str, Path]]:
     httpserver.expect_request("/health").respond_with_data("ok")
     config = tmp_path / "upwatch.yml"
     url = httpserver.url_for("/health").replace("http://", "http://user:hunter2@") + "?key=querysecret"
-    write_config(config, url, "orders", "billing")
+    workers = f"workers: {request.param}\n"
+    write_config(config, url, "orders", "billing", extra=workers)
     agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG)
     await agent.start()
     host, port = agent.server.addresses[0]
@@ -70,14 +74,14 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 
 async def scrape_until(base: str, what: str, done: Callable[[Metrics], object]) -> Metrics:
-    """Scrape until `done(metrics)` holds (the probes run on their own timer); fail after 10 s."""
-    deadline = asyncio.get_running_loop().time() + 10
+    """Scrape until `done(metrics)` holds (the probes run on their own timer); fail after 30 s."""
+    deadline = asyncio.get_running_loop().time() + 30
     while True:
         metrics = await scrape(base)
         if done(metrics):
             return metrics
         if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after 10 s waiting for {what}")
+            pytest.fail(f"timed out after 30 s waiting for {what}")
         await asyncio.sleep(0.05)
 
 
@@ -132,7 +136,8 @@ async def test_good_reload_adds_and_removes_endpoints(agent: tuple[Agent, str, P
     _, base, config = agent
     before = successes(await scrape_until(base, "three probes", lambda m: successes(m, "orders") >= 3), "orders")
     # The new URL changes "orders" (its loop restarts) and adds "shipping".
-    write_config(config, httpserver.url_for("/health"), "orders", "shipping")
+    workers = next(line for line in config.read_text().splitlines() if line.startswith("workers:"))
+    write_config(config, httpserver.url_for("/health"), "orders", "shipping", extra=workers + "\n")
     async with httpx.AsyncClient() as client:
         resp = await client.post(f"{base}/-/reload")
     assert resp.status_code == 200, resp.text
@@ -223,3 +228,41 @@ async def test_reload_rebuilds_host_metrics(tmp_path: Path) -> None:
         assert value(metrics, "upwatch_build_info") == 1
     finally:
         await agent.stop()
+
+
+async def test_reload_moves_probing_between_the_main_process_and_workers(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/health").respond_with_data("ok")
+    config = tmp_path / "upwatch.yml"
+    url = httpserver.url_for("/health")
+    write_config(config, url, "orders", "billing", extra="workers: 1\n")
+    # `auto` means the usable CPUs (3 here), at most one process per allowed concurrent probe (2 here).
+    agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG, cpus=lambda: 3)
+    with structlog.testing.capture_logs() as logs:
+        await agent.start()
+        try:
+            host, port = agent.server.addresses[0]
+            base = f"http://{host}:{port}"
+            seen = successes(await scrape_until(base, "a probe", lambda m: successes(m, "orders")), "orders")
+            assert agent.worker_pids == []
+
+            write_config(config, url, "orders", "billing", extra="workers: auto\nmax_concurrent_probes: 2\n")
+            assert (await agent.reload())[0]
+            metrics = await scrape_until(
+                base,
+                "two workers probing",
+                lambda m: value(m, "upwatch_probe_workers") == 2 and successes(m, "orders") > seen + 2,
+            )
+            assert len(agent.worker_pids) == 2
+            seen = successes(metrics, "orders")
+
+            write_config(config, url, "orders", "billing", extra="workers: 1\n")
+            assert (await agent.reload())[0]
+            metrics = await scrape_until(base, "probes in-process again", lambda m: successes(m, "orders") > seen + 2)
+            assert value(metrics, "upwatch_probe_workers") == 0
+            assert agent.worker_pids == []
+        finally:
+            await agent.stop()
+    chosen = [(e["workers"], e["setting"]) for e in logs if e["event"] == "probe processes"]
+    assert chosen == [(1, "1"), (2, "auto"), (1, "1")]

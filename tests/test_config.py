@@ -86,7 +86,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "endpoints: []\nxyz: 1\n",
-        [(2, 1, "xyz", "unknown key 'xyz'; known keys: defaults, endpoints, host, max_concurrent_probes")],
+        [(2, 1, "xyz", "unknown key 'xyz'; known keys: defaults, endpoints, host, max_concurrent_probes, workers")],
         id="unknown-key-top-no-close-match",
     ),
     pytest.param(
@@ -573,6 +573,26 @@ BAD_CONFIGS = [
         id="max-concurrent-probes-0",
     ),
     pytest.param(
+        "endpoints: []\nworkers: 0\n",
+        [(2, 10, "workers", "must be a number of processes from 1 to 1024 or 'auto', got an integer 0")],
+        id="workers-0",
+    ),
+    pytest.param(
+        "endpoints: []\nworkers: all\n",
+        [(2, 10, "workers", "must be a number of processes from 1 to 1024 or 'auto', got a string 'all'")],
+        id="workers-word",
+    ),
+    pytest.param(
+        "endpoints: []\nworkers: yes\n",
+        [(2, 10, "workers", "must be a number of processes from 1 to 1024 or 'auto', got a boolean")],
+        id="workers-boolean",
+    ),
+    pytest.param(
+        "endpoints: []\nworkers: 1.5\n",
+        [(2, 10, "workers", "must be a number of processes from 1 to 1024 or 'auto', got a number 1.5")],
+        id="workers-fraction",
+    ),
+    pytest.param(
         ep("body_size_limit: 10 megabytes"),
         [
             (
@@ -961,6 +981,7 @@ def test_good_full_config_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert isinstance(config, Config)
     assert [e.name for e in config.endpoints] == ["orders-api", "status-page"]
     assert config.max_concurrent_probes == 16
+    assert config.workers == 2
     assert config.host.enabled is False
 
     orders = config.endpoint("orders-api")
@@ -1011,6 +1032,11 @@ def test_good_full_config_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert status.body_size_limit == 512 * 1024
     assert status.labels == {"team": "platform", "tier": "1", "severity": "warning"}
     assert status.slo is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [("", "auto"), ("workers: auto\n", "auto"), ("workers: 1\n", 1)])
+def test_workers(text: str, expected: int | str) -> None:
+    assert parse_config("endpoints: []\n" + text).workers == expected
 
 
 def test_defaults_fill_every_key_an_endpoint_leaves_out() -> None:
@@ -1257,6 +1283,8 @@ def test_schema_accepts_the_good_configs(validator: jsonschema.Draft202012Valida
     [
         pytest.param({"endpoints": [{"name": "a", "url": "http://x", "intervl": "3s"}]}, ["endpoints", 0], id="key"),
         pytest.param({"endponts": []}, [], id="top-key"),
+        pytest.param({"workers": 0}, ["workers"], id="workers-0"),
+        pytest.param({"workers": "all"}, ["workers"], id="workers-word"),
         pytest.param(
             {"endpoints": [{"name": "a", "url": "http://x", "interval": "3x"}]},
             ["endpoints", 0, "interval"],

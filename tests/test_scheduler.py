@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -20,8 +21,9 @@ from pytest_httpserver import HTTPServer
 
 from exporter.config import Endpoint
 from exporter.probes.http import HttpProber
+from exporter.recorder import ResultRecorder
 from exporter.results import FailureReason, ProbeResult
-from exporter.scheduler import MAX_SPREAD_SECONDS, Scheduler, next_tick, spread_offset
+from exporter.scheduler import MAX_SPREAD_SECONDS, Scheduler, SkipCause, next_tick, spread_offset
 from exporter.store import ResultStore
 
 LOG = structlog.get_logger()
@@ -65,6 +67,22 @@ class RecordingProber:
         )
 
 
+class Probing:
+    """A store, a recorder and a scheduler, wired as the agent wires them when it probes in-process."""
+
+    def __init__(self, prober: RecordingProber | HttpProber, max_concurrency: int, **extra: Any) -> None:
+        self.store = ResultStore()
+        self.recorder = ResultRecorder(self.store, LOG)
+        self.scheduler = Scheduler(prober=prober, sink=self.recorder, max_concurrency=max_concurrency, log=LOG, **extra)
+
+    async def apply(self, endpoints: list[Endpoint], **extra: Any) -> None:
+        self.recorder.sync(endpoints)
+        await self.scheduler.apply(endpoints, **extra)
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+
+
 def counts(store: ResultStore) -> dict[str, int]:
     return {ep.endpoint.name: ep.probes_success + ep.probes_failure for ep in store.snapshot().endpoints}
 
@@ -98,13 +116,12 @@ def test_next_tick(anchor: float, offset: float, interval: float, now: float, ex
 
 @pytest.mark.looptime
 async def test_ticks_do_not_drift() -> None:
-    store = ResultStore()
     prober = RecordingProber(duration=0.03)  # each probe costs time; ticks must not slip by it
     start = asyncio.get_running_loop().time()
-    scheduler = Scheduler(prober=prober, store=store, max_concurrency=4, log=LOG)
-    await scheduler.apply([endpoint("a", interval="200ms", timeout="100ms")])
+    probing = Probing(prober, 4)
+    await probing.apply([endpoint("a", interval="200ms", timeout="100ms")])
     await asyncio.sleep(10)
-    await scheduler.stop()
+    await probing.stop()
     starts = prober.starts["a"]
     first = start + spread_offset("a", 0.2)
     assert len(starts) == 50
@@ -114,12 +131,11 @@ async def test_ticks_do_not_drift() -> None:
 
 @pytest.mark.looptime
 async def test_first_probes_are_spread_not_simultaneous() -> None:
-    store = ResultStore()
     prober = RecordingProber()
-    scheduler = Scheduler(prober=prober, store=store, max_concurrency=100, log=LOG)
-    await scheduler.apply([endpoint(f"ep-{i}", interval="1s", timeout="500ms") for i in range(40)])
+    probing = Probing(prober, 100)
+    await probing.apply([endpoint(f"ep-{i}", interval="1s", timeout="500ms") for i in range(40)])
     await asyncio.sleep(1.05)
-    await scheduler.stop()
+    await probing.stop()
     firsts = sorted(starts[0] for starts in prober.starts.values())
     assert len(firsts) == 40
     assert firsts[-1] - firsts[0] > 0.5  # spread over most of the interval
@@ -129,25 +145,25 @@ async def test_first_probes_are_spread_not_simultaneous() -> None:
 
 @pytest.mark.looptime
 async def test_concurrency_cap_is_respected() -> None:
-    store = ResultStore()
     prober = RecordingProber(duration=0.3)
-    scheduler = Scheduler(prober=prober, store=store, max_concurrency=2, log=LOG)
-    await scheduler.apply([endpoint(f"ep-{i}", interval="500ms", timeout="400ms") for i in range(6)])
+    probing = Probing(prober, 2)
+    store = probing.store
+    await probing.apply([endpoint(f"ep-{i}", interval="500ms", timeout="400ms") for i in range(6)])
     await asyncio.sleep(1.5)
-    await scheduler.stop()
+    await probing.stop()
     assert prober.max_in_flight == 2
     assert sum(counts(store).values()) >= 4
 
 
 @pytest.mark.looptime
 async def test_ticks_that_could_not_run_are_counted_and_logged() -> None:
-    store = ResultStore()
     prober = RecordingProber(duration=0.35)  # one slot, two endpoints: each waits for the other
     with structlog.testing.capture_logs() as logs:
-        scheduler = Scheduler(prober=prober, store=store, max_concurrency=1, log=LOG)
-        await scheduler.apply([endpoint(f"ep-{i}", interval="500ms", timeout="400ms") for i in range(2)])
+        probing = Probing(prober, 1)
+        store = probing.store
+        await probing.apply([endpoint(f"ep-{i}", interval="500ms", timeout="400ms") for i in range(2)])
         await asyncio.sleep(5)
-        await scheduler.stop()
+        await probing.stop()
     skipped = {ep.endpoint.name: ep.ticks_skipped for ep in store.snapshot().endpoints}
     ran = counts(store)
     assert all(n > 0 for n in skipped.values())
@@ -191,13 +207,17 @@ async def test_hanging_endpoint_does_not_delay_others(httpserver: HTTPServer, si
     results: list[ProbeResult] = []
     hanging_done = asyncio.Event()
 
-    def on_result(result: ProbeResult) -> None:
-        results.append(result)
-        if result.endpoint == "hanging":
-            hanging_done.set()
+    class Collect:
+        def result(self, result: ProbeResult) -> None:
+            results.append(result)
+            if result.endpoint == "hanging":
+                hanging_done.set()
+
+        def skipped(self, endpoint: str, ticks: int, cause: SkipCause) -> None:
+            pass
 
     prober = HttpProber()
-    scheduler = Scheduler(prober=prober, store=ResultStore(), max_concurrency=10, log=LOG, on_result=on_result)
+    scheduler = Scheduler(prober=prober, sink=Collect(), max_concurrency=10, log=LOG)
     hanging = endpoint("hanging", f"http://127.0.0.1:{silent_server}/", interval="1s", timeout="900ms")
     fast = endpoint("fast", httpserver.url_for("/ok"), interval="200ms", timeout="150ms")
     await scheduler.apply([hanging, fast])
@@ -220,12 +240,12 @@ async def test_hanging_endpoint_does_not_delay_others(httpserver: HTTPServer, si
 
 @pytest.mark.looptime
 async def test_reload_keeps_unchanged_endpoints_and_drops_removed_ones() -> None:
-    store = ResultStore()
     prober = RecordingProber()
-    scheduler = Scheduler(prober=prober, store=store, max_concurrency=10, log=LOG)
+    probing = Probing(prober, 10)
+    store = probing.store
     a = endpoint("a", interval="100ms", timeout="50ms")
     b = endpoint("b", interval="100ms", timeout="50ms")
-    await scheduler.apply([a, b])
+    await probing.apply([a, b])
     await asyncio.sleep(0.45)
     before = counts(store)
     assert before["a"] >= 3 and before["b"] >= 3
@@ -233,7 +253,7 @@ async def test_reload_keeps_unchanged_endpoints_and_drops_removed_ones() -> None
 
     b_changed = endpoint("b", interval="100ms", timeout="50ms", labels={"team": "x"})
     c = endpoint("c", interval="100ms", timeout="50ms")
-    await scheduler.apply([a, b_changed, c])
+    await probing.apply([a, b_changed, c])
     await asyncio.sleep(0.35)
     after = counts(store)
     assert after["a"] > before["a"]  # counters kept and growing
@@ -246,23 +266,23 @@ async def test_reload_keeps_unchanged_endpoints_and_drops_removed_ones() -> None
     snap = {ep.endpoint.name: ep for ep in store.snapshot().endpoints}
     assert snap["b"].endpoint.labels == {"team": "x"}
 
-    await scheduler.apply([a])
+    await probing.apply([a])
     assert [ep.endpoint.name for ep in store.snapshot().endpoints] == ["a"]
-    assert scheduler.running == 1
-    await scheduler.stop()
-    assert scheduler.running == 0
+    assert probing.scheduler.running == 1
+    await probing.stop()
+    assert probing.scheduler.running == 0
 
 
 @pytest.mark.looptime
 async def test_a_prober_bug_is_a_result_and_the_loop_goes_on() -> None:
-    store = ResultStore()
     prober = RecordingProber(crash={"buggy"})
-    scheduler = Scheduler(prober=prober, store=store, max_concurrency=10, log=LOG)
-    await scheduler.apply(
+    probing = Probing(prober, 10)
+    store = probing.store
+    await probing.apply(
         [endpoint("buggy", interval="100ms", timeout="50ms"), endpoint("fine", interval="100ms", timeout="50ms")]
     )
     await asyncio.sleep(0.5)
-    await scheduler.stop()
+    await probing.stop()
     snap = {ep.endpoint.name: ep for ep in store.snapshot().endpoints}
     assert snap["buggy"].probes_failure >= 3
     assert snap["buggy"].failures[FailureReason.ERROR] == snap["buggy"].probes_failure
@@ -272,12 +292,54 @@ async def test_a_prober_bug_is_a_result_and_the_loop_goes_on() -> None:
 
 @pytest.mark.looptime
 async def test_failing_endpoint_opens_an_incident_through_the_scheduler() -> None:
-    store = ResultStore()
     prober = RecordingProber(fail={"down"})
-    scheduler = Scheduler(prober=prober, store=store, max_concurrency=10, log=LOG)
-    await scheduler.apply([endpoint("down", interval="100ms", timeout="50ms", failure_threshold=2)])
+    probing = Probing(prober, 10)
+    store = probing.store
+    await probing.apply([endpoint("down", interval="100ms", timeout="50ms", failure_threshold=2)])
     await asyncio.sleep(0.45)
-    await scheduler.stop()
+    await probing.stop()
     (snap,) = store.snapshot().endpoints
     assert str(snap.state.state) == "down"
     assert snap.state.incidents == 1
+
+
+@pytest.mark.looptime
+async def test_schedulers_given_one_anchor_share_the_grid() -> None:
+    # A worker process started later (or restarted) probes an endpoint on the grid the first one used.
+    loop = asyncio.get_running_loop()
+    anchor = loop.time()
+    first, second = RecordingProber(), RecordingProber()
+    early = Probing(first, 4, anchor=anchor)
+    await early.apply([endpoint("a", interval="1s", timeout="500ms")])
+    await asyncio.sleep(3.3)
+    await early.stop()
+    late = Probing(second, 4, anchor=anchor)
+    await late.apply([endpoint("a", interval="1s", timeout="500ms")])
+    await asyncio.sleep(3)
+    await late.stop()
+    grid = anchor + spread_offset("a", 1.0)
+    for t in first.starts["a"] + second.starts["a"]:
+        assert (t - grid) == pytest.approx(round(t - grid), abs=1e-6)
+    assert second.starts["a"][0] == pytest.approx(first.starts["a"][-1] + 1, abs=1e-6)
+
+
+@pytest.mark.looptime
+async def test_a_loop_resumed_after_its_worker_died_counts_the_ticks_it_missed() -> None:
+    loop = asyncio.get_running_loop()
+    anchor = loop.time()
+    prober = RecordingProber()
+    await asyncio.sleep(10.25)  # the endpoint's worker died at anchor + 5.25 and comes back now
+    probing = Probing(prober, 4, anchor=anchor)
+    with structlog.testing.capture_logs() as logs:
+        await probing.apply([endpoint("a", interval="1s", timeout="500ms")], resume_from={"a": anchor + 5.25})
+        await asyncio.sleep(1)
+        await probing.stop()
+    # "a" ticks at anchor + 0.91 + k s: those at 5.91, 6.91, 7.91, 8.91 and 9.91 s passed while nothing
+    # probed it; the one at 10.91 s runs.
+    offset = spread_offset("a", 1.0)
+    assert 0.25 < offset < 1
+    assert prober.starts["a"][0] == pytest.approx(anchor + offset + 10, abs=1e-6)
+    (snap,) = probing.store.snapshot().endpoints
+    assert snap.ticks_skipped == 5
+    (logged,) = [e for e in logs if e["event"] == "probe ticks skipped"]
+    assert logged["skipped"] == snap.ticks_skipped and logged["cause"] == "worker_down"

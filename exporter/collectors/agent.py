@@ -1,4 +1,4 @@
-"""The agent's own metrics: build info and config reload status."""
+"""The agent's own metrics: build info, config reload status, probe worker processes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .. import __version__
+from ..workers import NO_WORKERS, WorkerStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +24,13 @@ class ReloadStatus:
 
 
 class AgentCollector(Collector):
-    """Exports upwatch_build_info and the config reload gauges and counters."""
+    """Exports upwatch_build_info, the config reload gauges and counters, and the probe workers' figures."""
 
-    def __init__(self, reload_status: Callable[[], ReloadStatus]) -> None:
+    def __init__(
+        self, reload_status: Callable[[], ReloadStatus], worker_status: Callable[[], WorkerStatus] | None = None
+    ) -> None:
         self._reload_status = reload_status
+        self._worker_status = worker_status or (lambda: NO_WORKERS)
 
     def collect(self) -> Iterator[Metric]:
         """Fresh families on every scrape."""
@@ -56,3 +60,23 @@ class AgentCollector(Collector):
         reloads.add_metric(["success"], status.successes)
         reloads.add_metric(["failure"], status.failures)
         yield reloads
+        workers = self._worker_status()
+        yield GaugeMetricFamily(
+            "upwatch_probe_workers",
+            "Probe worker processes running; 0 when the main process probes (workers: 1).",
+            value=workers.running,
+        )
+        yield CounterMetricFamily(
+            "upwatch_probe_worker_restarts",
+            "Probe worker processes started again after one died.",
+            value=workers.restarts,
+        )
+        lost = CounterMetricFamily(
+            "upwatch_probes_lost",
+            "Probes whose result never reached the main process: in flight in a worker that died "
+            "(worker_exit), or dropped because the main process did not keep up (backlog).",
+            labels=["reason"],
+        )
+        lost.add_metric(["worker_exit"], workers.lost_in_flight)
+        lost.add_metric(["backlog"], workers.lost_backlog)
+        yield lost

@@ -23,6 +23,7 @@ from .values import (
     StrictModel,
     TextValue,
     Url,
+    Workers,
     check_header_value,
     check_name,
     check_percent,
@@ -150,6 +151,7 @@ class Config(StrictModel):
     endpoints: list[Endpoint] = Field(default_factory=list)
     host: HostConfig = Field(default_factory=HostConfig)
     max_concurrent_probes: int = Field(default=64, ge=1, le=10000, description="probes running at once, at most")
+    workers: Workers = Field(default="auto")
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint of this name."""

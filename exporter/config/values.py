@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -260,6 +260,19 @@ def check_name(value: str) -> str:
     return value
 
 
+MAX_WORKERS = 1024
+
+
+def parse_workers(value: object) -> int | str:
+    """A number of probe worker processes (1 or more), or `auto`."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS):
+        return value
+    shown_value = f" {value!r}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+    raise ValueError(
+        f"must be a number of processes from 1 to {MAX_WORKERS} or 'auto', got {type_name(value)}{shown_value}"
+    )
+
+
 def check_percent(value: float) -> float:
     if not 0 < value < 100:
         raise ValueError(f"availability objective must be a percentage between 0 and 100 (exclusive), got {value:g}")
@@ -315,6 +328,16 @@ Size = Annotated[
                 {"type": "string", "pattern": r"^\d+\s*(B|KB|KiB|MB|MiB|GB|GiB)?$"},
             ],
             "description": "size in bytes, or with a unit: 512KiB, 10MiB",
+        }
+    ),
+]
+Workers = Annotated[
+    int | Literal["auto"],
+    BeforeValidator(parse_workers),
+    WithJsonSchema(
+        {
+            "oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_WORKERS}, {"const": "auto"}],
+            "description": "probe worker processes: a number, or auto (the CPUs upwatch may use); 1 probes in-process",
         }
     ),
 ]

@@ -1,0 +1,86 @@
+"""What the main process and a probe worker say to each other over their pipes, and how it is framed.
+
+Each message is a 4-byte big-endian length and a pickle. Both ends are upwatch processes started
+together (the pipes never leave the machine), so pickle is safe here and the cheapest codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pickle
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from exporter.config import Endpoint
+from exporter.results import ProbeResult
+from exporter.scheduler import SkipCause
+
+_LENGTH = struct.Struct("!I")
+MAX_MESSAGE_BYTES = 1 << 30
+
+# ProbeResult's `phases` is a read-only MappingProxyType, which does not pickle: results cross as
+# tuples of their fields, with mappings as plain dicts, and are rebuilt on the other side.
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ProbeResult))
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Main to worker: what changed in the endpoints this worker probes, and its share of the probe cap."""
+
+    upsert: tuple[Endpoint, ...]  # new or changed endpoints
+    remove: tuple[str, ...]  # names of endpoints it no longer probes
+    max_concurrency: int
+    # Names of endpoints that another process probed until this loop time: their new loops
+    # count the ticks missed since then as skipped.
+    resume_from: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Worker to main: results and skipped ticks since the last batch, and results it had to drop."""
+
+    results: tuple[tuple[object, ...], ...]  # encoded with encode_result
+    skipped: tuple[tuple[str, int, SkipCause], ...]
+    dropped: int  # results thrown away since the last batch because the pipe was backed up
+
+
+def encode_result(result: ProbeResult) -> tuple[object, ...]:
+    """A result as a picklable tuple of its fields."""
+    return tuple(
+        dict(value) if isinstance(value, MappingProxyType) else value
+        for value in (getattr(result, name) for name in _RESULT_FIELDS)
+    )
+
+
+def decode_result(fields: tuple[object, ...]) -> ProbeResult:
+    """The result `encode_result` made the tuple of."""
+    values = {
+        name: MappingProxyType(value) if isinstance(value, dict) else value
+        for name, value in zip(_RESULT_FIELDS, fields, strict=True)
+    }
+    return ProbeResult(**values)  # type: ignore[arg-type]
+
+
+def frame(message: Assignment | Batch) -> bytes:
+    """The bytes that carry one message."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(payload)) + payload
+
+
+async def read_message(reader: asyncio.StreamReader) -> Assignment | Batch | None:
+    """The next message; None at the end of the stream (the other process closed it or died)."""
+    try:
+        header = await reader.readexactly(_LENGTH.size)
+        (length,) = _LENGTH.unpack(header)
+        if length > MAX_MESSAGE_BYTES:
+            raise ValueError(f"message of {length} bytes is too large")
+        payload = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        return None
+    message = pickle.loads(payload)
+    if not isinstance(message, (Assignment, Batch)):
+        raise TypeError(f"unexpected message {type(message).__name__}")
+    return message
