@@ -35,9 +35,14 @@ from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
 from .store import ResultStore
-from .workers import NO_WORKERS, WorkerPool, WorkerStatus
+from .workers.pool import NO_WORKERS, WorkerPool, WorkerStatus
 
 DEFAULT_LISTEN = ":9877"
+# `workers: auto` starts worker processes from this many probes a second, or this many endpoints
+# (whose /metrics rendering would otherwise share the probing process): below both, one process
+# probes, records and serves, and its scrapes are too small to move probe timings.
+AUTO_WORKERS_FROM_RATE = 50.0
+AUTO_WORKERS_FROM_ENDPOINTS = 500
 # With worker processes, the main process's helper threads (rendering scrapes, loading configs)
 # run this much nicer than the rest, so that a burst of scrapes or a reload takes CPU time from
 # serving, not from the workers' probes and their timings.
@@ -224,13 +229,20 @@ class Agent:
                 self._log.exception("rendering probe metrics failed", endpoints=len(names))
 
     def _worker_count(self, config: Config | None) -> int:
-        """Processes to probe with: `workers` (auto: the usable CPUs), at most one per allowed concurrent probe.
+        """Processes to probe with: `workers`, at most one per allowed concurrent probe; 1 means this process.
 
-        1 means this process; with no endpoints there is nothing to start worker processes for.
+        `auto` is the usable CPUs once the config is big enough to need them (see AUTO_WORKERS_FROM_RATE);
+        below that, worker processes would cost more memory (about 40 MB each) than they save time, and
+        this process probes. With no endpoints there is nothing to start worker processes for.
         """
         if config is None or not config.endpoints:
             return 1
-        wanted = self._cpus() if config.workers == "auto" else int(config.workers)
+        if config.workers == "auto":
+            rate = sum(1 / ep.interval for ep in config.endpoints)
+            small = rate < AUTO_WORKERS_FROM_RATE and len(config.endpoints) < AUTO_WORKERS_FROM_ENDPOINTS
+            wanted = 1 if small else self._cpus()
+        else:
+            wanted = int(config.workers)
         return max(1, min(wanted, config.max_concurrent_probes))
 
     async def _apply(self, config: Config | None) -> None:

@@ -10,10 +10,13 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .config import Endpoint
+from .probes.spec import ProbeSpec
 from .results import FailureReason, ProbeResult
+
+if TYPE_CHECKING:  # worker processes schedule ProbeSpecs and never load the config machinery
+    from .config import Endpoint
 
 # The first probe of an endpoint runs at a stable offset within its interval, so that many
 # endpoints do not all fire at start-up or after a reload; the spread is capped so that an
@@ -32,7 +35,7 @@ class SkipCause(StrEnum):
 class Prober(Protocol):
     """What the scheduler needs of a prober."""
 
-    async def probe(self, endpoint: Endpoint, deadline: float | None = None) -> ProbeResult:
+    async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
         """Probe once before `deadline` (loop time); never raise for a failing target."""
         ...
 
@@ -95,7 +98,7 @@ class Scheduler:
         self._log = log
         self._wall_clock = wall_clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._endpoints: dict[str, Endpoint] = {}
+        self._endpoints: dict[str, Endpoint | ProbeSpec] = {}
         self._anchor = asyncio.get_running_loop().time() if anchor is None else anchor
         self._stopping = False
 
@@ -106,7 +109,7 @@ class Scheduler:
 
     async def apply(
         self,
-        endpoints: Sequence[Endpoint],
+        endpoints: Sequence[Endpoint | ProbeSpec],
         max_concurrency: int | None = None,
         *,
         resume_from: Mapping[str, float] | None = None,
@@ -148,12 +151,12 @@ class Scheduler:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _start(self, endpoint: Endpoint, delay: float = 0.0, resume_from: float | None = None) -> None:
+    def _start(self, endpoint: Endpoint | ProbeSpec, delay: float = 0.0, resume_from: float | None = None) -> None:
         task = asyncio.create_task(self._loop(endpoint, delay, resume_from), name=f"probe:{endpoint.name}")
         self._tasks[endpoint.name] = task
         task.add_done_callback(functools.partial(self._supervise, endpoint))
 
-    def _supervise(self, endpoint: Endpoint, task: asyncio.Task[None]) -> None:
+    def _supervise(self, endpoint: Endpoint | ProbeSpec, task: asyncio.Task[None]) -> None:
         """Restart a loop that died of a bug, so one endpoint never stops probing for good."""
         if task.cancelled() or self._stopping or self._tasks.get(endpoint.name) is not task:
             return
@@ -161,7 +164,7 @@ class Scheduler:
         self._log.error("probe loop crashed", endpoint=endpoint.name, error=repr(exc))
         self._start(endpoint, delay=RESTART_DELAY_SECONDS)
 
-    async def _loop(self, endpoint: Endpoint, delay: float, resume_from: float | None) -> None:
+    async def _loop(self, endpoint: Endpoint | ProbeSpec, delay: float, resume_from: float | None) -> None:
         loop = asyncio.get_running_loop()
         if delay:
             await asyncio.sleep(delay)
@@ -187,11 +190,11 @@ class Scheduler:
                 following = missed
             tick = following
 
-    def _skipped(self, endpoint: Endpoint, ticks: int, cause: SkipCause) -> None:
+    def _skipped(self, endpoint: Endpoint | ProbeSpec, ticks: int, cause: SkipCause) -> None:
         if ticks > 0:
             self._sink.skipped(endpoint.name, ticks, cause)
 
-    async def _probe_once(self, endpoint: Endpoint) -> ProbeResult:
+    async def _probe_once(self, endpoint: Endpoint | ProbeSpec) -> ProbeResult:
         loop = asyncio.get_running_loop()
         async with self._limit:
             # The deadline starts when the probe may run, so waiting for a slot is not held

@@ -237,7 +237,8 @@ async def test_reload_moves_probing_between_the_main_process_and_workers(
     config = tmp_path / "upwatch.yml"
     url = httpserver.url_for("/health")
     write_config(config, url, "orders", "billing", extra="workers: 1\n")
-    # `auto` means the usable CPUs (3 here), at most one process per allowed concurrent probe (2 here).
+    # `auto` means the usable CPUs (3 here), at most one process per allowed concurrent probe (2 here), once
+    # the config asks for 50 probes a second (12 endpoints every 200 ms: 60); below that, this process.
     agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG, cpus=lambda: 3)
     with structlog.testing.capture_logs() as logs:
         await agent.start()
@@ -247,7 +248,8 @@ async def test_reload_moves_probing_between_the_main_process_and_workers(
             seen = successes(await scrape_until(base, "a probe", lambda m: successes(m, "orders")), "orders")
             assert agent.worker_pids == []
 
-            write_config(config, url, "orders", "billing", extra="workers: auto\nmax_concurrent_probes: 2\n")
+            many = ["orders", "billing", *(f"extra-{i}" for i in range(10))]
+            write_config(config, url, *many, extra="workers: auto\nmax_concurrent_probes: 2\n")
             assert (await agent.reload())[0]
             metrics = await scrape_until(
                 base,
@@ -257,7 +259,7 @@ async def test_reload_moves_probing_between_the_main_process_and_workers(
             assert len(agent.worker_pids) == 2
             seen = successes(metrics, "orders")
 
-            write_config(config, url, "orders", "billing", extra="workers: 1\n")
+            write_config(config, url, "orders", "billing", extra="workers: auto\n")  # 10 probes a second
             assert (await agent.reload())[0]
             metrics = await scrape_until(base, "probes in-process again", lambda m: successes(m, "orders") > seen + 2)
             assert value(metrics, "upwatch_probe_workers") == 0
@@ -265,4 +267,4 @@ async def test_reload_moves_probing_between_the_main_process_and_workers(
         finally:
             await agent.stop()
     chosen = [(e["workers"], e["setting"]) for e in logs if e["event"] == "probe processes"]
-    assert chosen == [(1, "1"), (2, "auto"), (1, "1")]
+    assert chosen == [(1, "1"), (2, "auto"), (1, "auto")]

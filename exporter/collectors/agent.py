@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .. import __version__
-from ..workers import NO_WORKERS, WorkerStatus
+from ..workers.pool import NO_WORKERS, WorkerStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,6 @@
 | `wire`    | the messages on the pipes between them and their framing                               |
 """
 
-from __future__ import annotations
 
-from .pool import NO_WORKERS, WorkerPool, WorkerStatus
-
-__all__ = ["NO_WORKERS", "WorkerPool", "WorkerStatus"]
+# Nothing is imported here: a worker process imports `process` alone, without the main process's
+# machinery (pydantic, the config, the store) that `pool` brings in.

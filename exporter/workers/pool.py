@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import importlib.machinery
 import multiprocessing
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
@@ -254,7 +256,8 @@ class WorkerPool:
         try:
             # From the loop's thread, not a helper thread: the child inherits the scheduling
             # priority of the thread that forks it, and the agent's helper threads yield the CPU.
-            process.start()
+            with _main_module_not_rerun():
+                process.start()
         finally:
             # Only the child keeps its ends, so that a pipe ends when either process dies.
             control_read.close()
@@ -283,7 +286,8 @@ class WorkerPool:
         if not upsert and not remove and slot.max_concurrency == slot.sent_max_concurrency:
             return
         resume = {name: t for name, t in slot.resume_from.items() if name in slot.endpoints}
-        slot.control.write(frame(Assignment(upsert, remove, slot.max_concurrency, resume)))
+        specs = tuple(ep.probe_spec() for ep in upsert)
+        slot.control.write(frame(Assignment(specs, remove, slot.max_concurrency, resume)))
         slot.sent = dict(slot.endpoints)
         slot.sent_max_concurrency = slot.max_concurrency
         slot.resume_from.clear()
@@ -381,3 +385,24 @@ class WorkerPool:
             lost_probes=lost,
             restart_in_s=self._delay(slot),
         )
+
+
+@contextlib.contextmanager
+def _main_module_not_rerun() -> Iterator[None]:
+    """Keep a "spawn" child from running the `upwatch` console script again before the worker starts.
+
+    multiprocessing re-runs the parent's main script in every child (to find functions defined
+    there). Run as `upwatch`, that script imports the whole command line, and with it pydantic, the
+    config and the host collectors: some 30 MB per worker for nothing. A main module named like a
+    package's `__main__` is one multiprocessing leaves alone, so the script is named so while the
+    child is started.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        yield  # `python -m exporter`: already a package's __main__
+        return
+    main.__spec__ = importlib.machinery.ModuleSpec("exporter.__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None

@@ -16,16 +16,20 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from exporter.config import Endpoint
+from exporter import loop as event_loop
 from exporter.logs import configure_logging, get_logger
 from exporter.probes.http import HttpProber
+from exporter.probes.spec import ExpectSpec, ProbeSpec
 from exporter.probes.tls import TLSContexts, TLSSetupError
 from exporter.results import ProbeResult
 from exporter.scheduler import Prober, Scheduler, SkipCause
 
 from .wire import Assignment, Batch, encode_result, frame, read_message
+
+if TYPE_CHECKING:
+    from exporter.config import Endpoint
 
 # Indexes into the counters a worker shares with the main process (a RawArray of two uint64):
 # probes started, and probes cancelled (their result will never come, by design). The main
@@ -66,7 +70,7 @@ def worker_main(
     gc.collect()
     gc.freeze()
     try:
-        asyncio.run(_serve(spec, control_fd, results_fd, counters))
+        event_loop.run(_serve(spec, control_fd, results_fd, counters))
     except Exception:  # the main process sees the exit, logs it and starts another worker
         get_logger(worker=spec.index).exception("probe worker failed")
         raise SystemExit(1) from None
@@ -105,7 +109,7 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
     scheduler = Scheduler(
         prober=CountingProber(prober, counters), sink=outbox, max_concurrency=1, log=log, anchor=spec.anchor
     )
-    endpoints: dict[str, Endpoint] = {}
+    endpoints: dict[str, ProbeSpec] = {}
     first = True
     await _warm_up(prober, log)
     log.debug("probe worker started", pid=os.getpid())
@@ -160,9 +164,7 @@ async def _warm_up(prober: Prober, log: Any) -> None:
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    endpoint = Endpoint.model_validate(
-        {"name": "warm-up", "url": f"http://127.0.0.1:{port}/", "expect": {"status": 204}}
-    )
+    endpoint = ProbeSpec("warm-up", f"http://127.0.0.1:{port}/", expect=ExpectSpec(((204, 204),), "204"))
     try:
         result = await prober.probe(endpoint, asyncio.get_running_loop().time() + 10)
         log.debug("probe worker warmed up", success=result.success, duration_s=round(result.duration_seconds, 4))
@@ -173,7 +175,7 @@ async def _warm_up(prober: Prober, log: Any) -> None:
         await server.wait_closed()
 
 
-def _load_tls(tls: TLSContexts, endpoints: Iterable[Endpoint], log: Any) -> None:
+def _load_tls(tls: TLSContexts, endpoints: Iterable[ProbeSpec], log: Any) -> None:
     for endpoint in endpoints:
         if endpoint.url.startswith("https:"):
             try:
@@ -189,7 +191,7 @@ class CountingProber:
         self._prober = prober
         self._counters = counters
 
-    async def probe(self, endpoint: Endpoint, deadline: float | None = None) -> ProbeResult:
+    async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
         """Probe through the wrapped prober, counting."""
         self._counters[STARTED] += 1
         try:

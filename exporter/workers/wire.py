@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from exporter.config import Endpoint
+from exporter.probes.spec import ProbeSpec
 from exporter.results import ProbeResult
 from exporter.scheduler import SkipCause
 
@@ -30,7 +30,7 @@ _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(ProbeResult))
 class Assignment:
     """Main to worker: what changed in the endpoints this worker probes, and its share of the probe cap."""
 
-    upsert: tuple[Endpoint, ...]  # new or changed endpoints
+    upsert: tuple[ProbeSpec, ...]  # new or changed endpoints, as the prober takes them
     remove: tuple[str, ...]  # names of endpoints it no longer probes
     max_concurrency: int
     # Names of endpoints that another process probed until this loop time: their new loops
