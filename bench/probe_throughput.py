@@ -72,6 +72,9 @@ _PROBES = re.compile(rb"^upwatch_probes_total\{[^}]*\} (\S+)$", re.MULTILINE)
 _SUCCESSES = re.compile(rb'^upwatch_probes_total\{[^}]*result="success"[^}]*\} (\S+)$', re.MULTILINE)
 _SKIPPED = re.compile(rb"^upwatch_probe_ticks_skipped_total\{[^}]*\} (\S+)$", re.MULTILINE)
 _DURATION = re.compile(rb'^probe_duration_seconds\{(?:[^}]*,)?endpoint="([^"]*)"[^}]*\} (\S+)$', re.MULTILINE)
+_LAST_RUN = re.compile(
+    rb'^upwatch_probe_last_run_timestamp_seconds\{(?:[^}]*,)?endpoint="([^"]*)"[^}]*\} (\S+)$', re.MULTILINE
+)
 _CASE = re.compile(r"^(?:(https?):)?(\d+)@(\d+(?:\.\d+)?)s?(\+echo)?$")
 
 
@@ -122,22 +125,30 @@ class Scrape:
     probes: float = 0.0
     successes: float = 0.0
     skipped: float | None = None
-    durations: dict[str, float] = field(default_factory=dict)
+    last_probes: dict[str, tuple[float, float]] = field(default_factory=dict)  # endpoint: (finished, duration)
 
 
-def fetch(url: str, encoding: str = "identity") -> tuple[float, float, bytes]:
-    """GET url; (monotonic midpoint, seconds taken, body as sent)."""
+def fetch(
+    url: str, encoding: str = "identity", spans: list[tuple[float, float]] | None = None
+) -> tuple[float, float, bytes]:
+    """GET url; (monotonic midpoint, seconds taken, body as sent). Adds its (start, end) wall-clock time to `spans`."""
     request = urllib.request.Request(url, headers={"Accept-Encoding": encoding})
-    began = time.monotonic()
-    with urllib.request.urlopen(request, timeout=SCRAPE_TIMEOUT) as response:
-        body = response.read()
-    ended = time.monotonic()
+    wall, began = time.time(), time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=SCRAPE_TIMEOUT) as response:
+            body = response.read()
+    finally:
+        ended = time.monotonic()
+        if spans is not None:
+            spans.append((wall, wall + ended - began))
     return (began + ended) / 2, ended - began, body
 
 
-def scrape(url: str, encoding: str = "identity", parse: bool = True) -> Scrape:
-    """Scrape /metrics; with `parse`, sum the probe and skipped-tick counters and read every duration gauge."""
-    at, seconds, body = fetch(url, encoding)
+def scrape(
+    url: str, encoding: str = "identity", parse: bool = True, spans: list[tuple[float, float]] | None = None
+) -> Scrape:
+    """Scrape /metrics; with `parse`, sum the probe and skipped-tick counters and read every endpoint's last probe."""
+    at, seconds, body = fetch(url, encoding, spans)
     result = Scrape(at, seconds, len(body))
     if parse:
         if body.startswith(b"\x1f\x8b"):
@@ -146,7 +157,10 @@ def scrape(url: str, encoding: str = "identity", parse: bool = True) -> Scrape:
         result.successes = sum(float(v) for v in _SUCCESSES.findall(body))
         skipped = _SKIPPED.findall(body)
         result.skipped = sum(float(v) for v in skipped) if skipped else None
-        result.durations = {name.decode(): float(v) for name, v in _DURATION.findall(body)}
+        finished = {name: float(v) for name, v in _LAST_RUN.findall(body)}
+        result.last_probes = {
+            name.decode(): (finished[name], float(v)) for name, v in _DURATION.findall(body) if name in finished
+        }
     return result
 
 
@@ -252,11 +266,30 @@ class Window:
     successes: float = 0.0
     cpu: float = 0.0
     meters: tuple[Meter, Meter] | None = None
+    wall_start: float = 0.0
     skipped: int = 0
     skipped_source: str = "metric"
-    durations: list[float] = field(default_factory=list)
-    echo: list[float] = field(default_factory=list)
+    seen: dict[tuple[str, float], float] = field(default_factory=dict)  # (endpoint, finished): duration
     scrapes: list[Scrape] = field(default_factory=list)
+
+    @property
+    def durations(self) -> list[float]:
+        """Durations of the distinct probes, begun in the window, of endpoints other than /sleep ones."""
+        return [
+            duration
+            for (name, finished), duration in self.seen.items()
+            if not name.startswith("echo-") and finished - duration >= self.wall_start
+        ]
+
+    def echo(self, spans: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+        """Durations of the window's /sleep probes: (those that overlapped no /metrics request, those that did)."""
+        quiet, loud = [], []
+        for (name, finished), duration in self.seen.items():
+            began = finished - duration
+            if name.startswith("echo-") and began >= self.wall_start:
+                overlaps = any(start < finished and began < end for start, end in spans)
+                (loud if overlaps else quiet).append(duration)
+        return quiet, loud
 
     @property
     def rate(self) -> float:
@@ -302,6 +335,7 @@ class UpwatchRun:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.metrics = f"{self.base}/metrics"
+        self.spans: list[tuple[float, float]] = []  # wall-clock (start, end) of every /metrics request sent
         command = [sys.executable, "-m", "exporter", "serve", "--config", str(config)]
         command += ["--listen", f"127.0.0.1:{port}", "--log-format", "json", "--log-level", "warning"]
         with self.log.open("wb") as log:
@@ -332,7 +366,7 @@ class UpwatchRun:
         until = began + 4 * self.case.interval + 60
         while time.monotonic() < until:
             time.sleep(max(5.0, self.case.interval / 2))
-            if scrape(self.metrics).probes >= self.case.endpoints:
+            if scrape(self.metrics, spans=self.spans).probes >= self.case.endpoints:
                 break
         else:
             print(f"  warning: not every endpoint was probed within {until - began:.0f} s", file=sys.stderr)
@@ -344,15 +378,16 @@ class UpwatchRun:
     ) -> Window:
         """Scrape every `every` seconds for `seconds` (in turns of `encodings`); `sample` reads durations from each."""
         steps = max(1, math.ceil(seconds / every))
-        first = scrape(self.metrics)
+        wall_start = time.time()
+        first = scrape(self.metrics, spans=self.spans)
         meter0, log0 = Meter.read(self.proc.pid, self.nginx_pid), self.log.stat().st_size
-        out = Window(scrapes=[first])
+        out = Window(scrapes=[first], wall_start=wall_start)
         started = time.monotonic()
         last = first
         for step in range(1, steps + 1):
             time.sleep(max(0.0, started + step * every - time.monotonic()))
             encoding = encodings[step % len(encodings)]
-            last = scrape(self.metrics, encoding, parse=sample or step == steps)
+            last = scrape(self.metrics, encoding, sample or step == steps, self.spans)
             out.scrapes.append(last)
         meter1, log1 = Meter.read(self.proc.pid, self.nginx_pid), self.log.stat().st_size
         out.seconds = last.at - first.at
@@ -365,23 +400,22 @@ class UpwatchRun:
         else:
             out.skipped, out.skipped_source = skipped_in_log(self.log, log0, log1), "log"
         for s in out.scrapes:
-            for name, value in s.durations.items():
-                (out.echo if name.startswith("echo-") else out.durations).append(value)
+            for name, (finished, duration) in s.last_probes.items():
+                out.seen[name, finished] = duration
         return out
 
+    def hammer(self, threads: int, stop_event: threading.Event, latencies: list[float]) -> list[threading.Thread]:
+        """Start `threads` threads that scrape /metrics (gzip) back to back until stop_event is set."""
 
-def hammer(url: str, threads: int, stop_event: threading.Event, latencies: list[float]) -> list[threading.Thread]:
-    """Start `threads` threads that scrape url (gzip) back to back until stop_event is set."""
+        def run() -> None:
+            while not stop_event.is_set():
+                with contextlib.suppress(OSError):
+                    latencies.append(fetch(self.metrics, "gzip", self.spans)[1])
 
-    def run() -> None:
-        while not stop_event.is_set():
-            with contextlib.suppress(OSError):
-                latencies.append(fetch(url, "gzip")[1])
-
-    workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    return workers
+        workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        return workers
 
 
 def run_upwatch(case: Case, urls: tuple[str, str], nginx: Nginx, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -402,7 +436,7 @@ def run_upwatch(case: Case, urls: tuple[str, str], nginx: Nginx, tmp: Path, args
             print(f"  hammer window ({args.scrapers} scrapers)", file=sys.stderr, flush=True)
             stop_event = threading.Event()
             latencies: list[float] = []
-            workers = hammer(run.metrics, args.scrapers, stop_event, latencies)
+            workers = run.hammer(args.scrapers, stop_event, latencies)
             try:
                 result["hammer"] = run.window(steps * sample_every, sample_every)
             finally:
@@ -410,6 +444,7 @@ def run_upwatch(case: Case, urls: tuple[str, str], nginx: Nginx, tmp: Path, args
                 for worker in workers:
                     worker.join(SCRAPE_TIMEOUT)
             result["hammer_latencies"] = latencies
+        result["spans"] = run.spans
         return result
     finally:
         stop(run.proc)
@@ -495,7 +530,15 @@ async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]
     n, interval = len(urls), args.interval
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=args.connections, keepalive_timeout=3600)
-    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    # Prometheus's scrape timeout: at most 10 s and the interval; it tells blackbox, which probes for at
+    # most that less 0.5 s (and its module's timeout).
+    scrape_timeout = min(10.0, interval)
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=scrape_timeout),
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": f"{scrape_timeout:g}"},
+    )
     started = loop.time() + 0.5
     window_start = started + interval + 1  # one interval of warm-up
     window_end = window_start + args.window
@@ -641,12 +684,14 @@ def print_case(case: Case, up: dict[str, Any], bb: dict[str, Any], args: argpars
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     print(
-        f"| upwatch | {probe.rate:.0f} ({case.rate:g}, {probe.rate / case.rate:.1%}) | {probe.cpu_ms:.2f} | "
+        f"| upwatch | {probe.rate:.0f} ({case.rate:g}, {probe.rate / case.rate:.1%}; "
+        f"{probe.successes / probe.probes if probe.probes else math.nan:.1%} ok) | {probe.cpu_ms:.2f} | "
         f"{_ms(pct(probe.durations, 50))} / {_ms(up_p99)} | {up['rss']:.0f} ({up['procs']} proc) | {skipped} "
         f"| {metrics} |"
     )
     print(
-        f"| blackbox_exporter | {bb_rate:.0f} ({case.rate:g}, {bb_rate / case.rate:.1%}) | {bb_cpu:.2f} | "
+        f"| blackbox_exporter | {bb_rate:.0f} ({case.rate:g}, {bb_rate / case.rate:.1%}; "
+        f"{bb['successes'] / bb['probes'] if bb['probes'] else math.nan:.1%} ok) | {bb_cpu:.2f} | "
         f"{_ms(pct(bb['durations'], 50))} / {_ms(bb_p99)} | {bb['rss']:.0f} | {bb['skipped']} (driver) | n/a |"
     )
     print(
@@ -656,7 +701,7 @@ def print_case(case: Case, up: dict[str, Any], bb: dict[str, Any], args: argpars
     print()
     print(
         f"- upwatch probe window {probe.seconds:.0f} s: {probe.probes:.0f} probes, {probe.successes:.0f} succeeded; "
-        f"{len(probe.scrapes)} scrapes {case.interval + 1:g} s apart, {len(probe.durations)} duration samples; "
+        f"{len(probe.scrapes)} scrapes {case.interval + 1:g} s apart, {len(probe.durations)} distinct probes read; "
         f"with 1 scrape/s: {scrape_win.rate:.0f} probes/s, "
         f"{scrape_win.cpu_ms:.2f} CPU ms/probe, {scrape_win.skipped} skipped ticks."
     )
@@ -671,10 +716,13 @@ def print_case(case: Case, up: dict[str, Any], bb: dict[str, Any], args: argpars
     print(f"- machine during blackbox's window: {load_line('blackbox_exporter', *bb['meters'])}.")
     if case.echo:
         hammer_win: Window = up["hammer"]
-        quiet, loud, lat = probe.echo, hammer_win.echo, up["hammer_latencies"]
+        quiet, during_one = probe.echo(up["spans"])
+        loud = hammer_win.echo(up["spans"])[1]
+        lat = up["hammer_latencies"]
+        during = f", during one {_summary(during_one)}" if during_one else ""
         print(
-            f"- /sleep (50 ms) endpoints, {args.echo_endpoints} of them, duration p50 / p99 / max: "
-            f"upwatch {_summary(quiet)}; blackbox {_summary(bb['echo'])}."
+            f"- /sleep (50 ms) endpoints, {args.echo_endpoints} of them, duration p50 / p99 / max: upwatch, probes "
+            f"during no /metrics request {_summary(quiet)}{during}; blackbox {_summary(bb['echo'])}."
         )
         print(
             f"- the same under {args.scrapers} scrapers hammering upwatch's /metrics (gzip, {len(lat)} scrapes, "
