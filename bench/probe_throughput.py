@@ -5,32 +5,38 @@ location that answers after 50 ms), then for each case runs `upwatch serve` from
 endpoints on that page, measures it, stops it, and does the same with blackbox_exporter driven at
 the same rate as Prometheus would drive it. nginx's CPU is counted for neither.
 
-upwatch, per case:
+upwatch, per case (its config: the endpoints, `host: {enabled: false}`, probe timeout 2s, and
+`workers`/`max_concurrent_probes` only when given as options):
 
 1. warm-up: until every endpoint has been probed once (sum of upwatch_probes_total >= N), plus one
    interval;
-2. probe window (about --window seconds, a whole number of interval+1 s steps): one plain /metrics
-   scrape per step, as a Prometheus scraping every interval would. Probes/s from the delta of
-   sum(upwatch_probes_total), CPU per probe from utime+stime of the whole process tree (main and
-   workers), RSS summed over the tree at the end, skipped ticks from
-   upwatch_probe_ticks_skipped_total (or, where this upwatch lacks it, from its "probe ticks skipped"
-   log lines), probe durations from every endpoint's probe_duration_seconds gauge in each scrape.
-   Scrapes are an interval+1 s apart, so each duration read comes from a probe that ran while no
-   scrape was in flight;
+2. probe window (about --window seconds, a whole number of interval+1 s steps, at least two): one
+   plain /metrics scrape per step, as a Prometheus scraping about every interval would. Probes/s
+   from the delta of sum(upwatch_probes_total); CPU per probe from utime+stime of the whole process
+   tree (main and workers) over the window; RSS summed over the tree at its end; skipped ticks from
+   upwatch_probe_ticks_skipped_total, or from the "probe ticks skipped" log lines of an upwatch
+   without it; durations of the distinct probes begun in the window, read from each endpoint's
+   probe_duration_seconds and upwatch_probe_last_run_timestamp_seconds;
 3. scrape window (--window seconds): one scrape a second, plain and gzip in turns: /metrics latency
    and size, and probes/s and CPU per probe at that scrape rate;
 4. cases marked +echo only: hammer window, as long as the probe window: --scrapers threads scrape
-   /metrics (gzip) back to back while the probe window's sampling repeats; the /sleep endpoints'
-   durations are compared with the probe window's.
+   /metrics (gzip) back to back while the probe window's sampling repeats. Each /sleep probe's own
+   start and end (from its duration and last-run time) tell whether a /metrics request was in
+   flight meanwhile, so their durations are shown for probes with none, with one, and under the hammer.
 
 blackbox_exporter, per case: a `http_2xx` module (`http_2xx_tls` trusting the CA for https), and a
 driver in its own process (so its CPU is not blackbox's) that sends `GET /probe?module=M&target=URL`
 for each of the N targets once per interval, each at a stable offset spread evenly over the
-interval, over a pool of keep-alive connections, as Prometheus does. It parses probe_success and
-probe_duration_seconds from each answer and reports how late it sent requests. blackbox's CPU and
-RSS come from /proc over the driver's window.
+interval, on keep-alive connections, as Prometheus does: at most one probe per target in flight (a
+target still busy skips its turn), the scrape timeout (min(interval, 10 s)) as timeout and in the
+X-Prometheus-Scrape-Timeout-Seconds header. It parses probe_success and probe_duration_seconds from
+each answer and reports how late it sent requests, so a starved driver shows. blackbox's CPU and RSS
+come from /proc over the driver's window.
 
-    .venv/bin/python bench/probe_throughput.py                      # about 8 minutes
+Each case also says how busy the machine was during each window, and with what: on a shared machine
+other programs' load shows there, and the side-by-side ratios are the figures to quote.
+
+    .venv/bin/python bench/probe_throughput.py                      # about 9 minutes
     .venv/bin/python bench/probe_throughput.py --cases 1000@10 --window 20
     .venv/bin/python bench/probe_throughput.py --cases 5000@5+echo,https:5000@5 --upwatch-workers 2
 
@@ -194,30 +200,33 @@ def tree_rss(pid: int) -> tuple[float, int]:
 
 @dataclass(frozen=True)
 class Meter:
-    """CPU seconds used so far by a process tree, by nginx, and by the whole machine (busy time of all cores)."""
+    """CPU seconds used so far by the measured tool, nginx, this script (with the driver) and the whole machine."""
 
     at: float
     tool: float
     nginx: float
+    bench: float
     machine: float
 
     @classmethod
-    def read(cls, pid: int, nginx_pid: int) -> Meter:
-        """Read all three now."""
+    def read(cls, pid: int, nginx_pid: int, driver_pid: int | None = None) -> Meter:
+        """Read them all now; the machine's figure is the busy time of all cores."""
         t = psutil.cpu_times()
         machine = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-        return cls(time.monotonic(), tree_cpu(pid), tree_cpu(nginx_pid), machine)
+        own = psutil.Process().cpu_times()
+        bench = own.user + own.system + (tree_cpu(driver_pid) if driver_pid is not None else 0.0)
+        return cls(time.monotonic(), tree_cpu(pid), tree_cpu(nginx_pid), bench, machine)
 
 
 def load_line(tool: str, start: Meter, end: Meter) -> str:
-    """How busy the machine was between two readings, and who kept it busy."""
+    """How busy the machine was between two readings, and who kept it busy (in cores)."""
     seconds = end.at - start.at
-    busy, mine, nginx = (
-        (b - a) / seconds for a, b in ((start.machine, end.machine), (start.tool, end.tool), (start.nginx, end.nginx))
+    busy, mine, nginx, bench = (
+        (getattr(end, name) - getattr(start, name)) / seconds for name in ("machine", "tool", "nginx", "bench")
     )
     return (
-        f"{busy:.2f} of {os.cpu_count()} cores busy: {tool} {mine:.2f}, nginx {nginx:.2f}, "
-        f"everything else (this script, the driver, other programs) {busy - mine - nginx:.2f}"
+        f"{busy:.2f} of {os.cpu_count()} cores busy: {tool} {mine:.2f}, nginx {nginx:.2f}, this script and its "
+        f"driver {bench:.2f}, other programs {busy - mine - nginx - bench:.2f}"
     )
 
 
@@ -501,7 +510,7 @@ def run_blackbox(
         report: dict[str, Any] = {}
         for line in driver.stdout:
             if line.startswith("window-"):
-                meters[line.strip()] = Meter.read(blackbox.pid, nginx.pid)
+                meters[line.strip()] = Meter.read(blackbox.pid, nginx.pid, driver.pid)
                 rss = tree_rss(blackbox.pid)[0]
             elif line.startswith("{"):
                 report = json.loads(line)
