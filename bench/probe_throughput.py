@@ -27,7 +27,8 @@ upwatch, per case (its config: the endpoints, `host: {enabled: false}`, probe ti
 blackbox_exporter, per case: a `http_2xx` module (`http_2xx_tls` trusting the CA for https), and a
 driver in its own process (so its CPU is not blackbox's) that sends `GET /probe?module=M&target=URL`
 for each of the N targets once per interval, each at a stable offset spread evenly over the
-interval, on keep-alive connections, as Prometheus does: at most one probe per target in flight (a
+interval, on keep-alive connections (asyncio on uvloop, httptools parsing: about 0.2 ms CPU a request),
+as Prometheus does: at most one probe per target in flight (a
 target still busy skips its turn), the scrape timeout (min(interval, 10 s)) as timeout and in the
 X-Prometheus-Scrape-Timeout-Seconds header. It parses probe_success and probe_duration_seconds from
 each answer and reports how late it sent requests, so a starved driver shows. blackbox's CPU and RSS
@@ -526,28 +527,82 @@ def run_blackbox(
         stop(blackbox)
 
 
+class _KeepAlive(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of the driver; httptools parses the answers, one request at a time."""
+
+    def __init__(self) -> None:
+        import httptools
+
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: Any = None  # uvloop's transports do not subclass asyncio.Transport
+        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self._body = bytearray()
+        self.reusable = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except Exception as exc:
+            self._fail(exc)
+
+    def on_message_begin(self) -> None:
+        self._body.clear()
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+
+    def on_message_complete(self) -> None:
+        self.reusable = self._parser.should_keep_alive()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result((self._parser.get_status_code(), bytes(self._body)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or ConnectionError("connection closed"))
+
+    def _fail(self, exc: Exception) -> None:
+        self.reusable = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc)
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def request(self, data: bytes) -> tuple[int, bytes]:
+        """Send one request and return (status, body) of its answer."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._transport.write(data)
+        return await self._waiter
+
+    def close(self) -> None:
+        """Drop the connection."""
+        self.reusable = False
+        self._transport.abort()
+
+
 async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]:
     """Send each target's probe once per interval at its own offset, as Prometheus would; report what came back.
 
-    Like a Prometheus scrape loop, a target whose previous probe is still running skips its turn.
+    Like a Prometheus scrape loop, a target whose previous probe is still running skips its turn. Requests go
+    over keep-alive connections: an idle one if there is one, else a new one (at most --connections, if set).
     """
-    import aiohttp
-
     address, module, _ = args.drive
-    base = f"http://{address}/probe?module={module}&target="
-    urls = [base + quote(target, safe="") for target in targets]
-    n, interval = len(urls), args.interval
-    loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=args.connections, keepalive_timeout=3600)
+    host, port = address.rsplit(":", 1)
+    n, interval = len(targets), args.interval
     # Prometheus's scrape timeout: at most 10 s and the interval; it tells blackbox, which probes for at
     # most that less 0.5 s (and its module's timeout).
     scrape_timeout = min(10.0, interval)
-    session = aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=scrape_timeout),
-        headers={"X-Prometheus-Scrape-Timeout-Seconds": f"{scrape_timeout:g}"},
-    )
+    requests = [
+        (
+            f"GET /probe?module={module}&target={quote(target, safe='')} HTTP/1.1\r\nHost: {address}\r\n"
+            f"User-Agent: probe_throughput\r\nX-Prometheus-Scrape-Timeout-Seconds: {scrape_timeout:g}\r\n\r\n"
+        ).encode()
+        for target in targets
+    ]
+    loop = asyncio.get_running_loop()
+    idle: list[_KeepAlive] = []
+    limit = asyncio.Semaphore(args.connections) if args.connections > 0 else None
     started = loop.time() + 0.5
     window_start = started + interval + 1  # one interval of warm-up
     window_end = window_start + args.window
@@ -558,11 +613,28 @@ async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]
     skipped = 0
     tasks: set[asyncio.Task[None]] = set()
 
+    async def exchange(i: int) -> bytes:
+        conn = idle.pop() if idle else (await loop.create_connection(_KeepAlive, host, int(port)))[1]
+        try:
+            status, body = await conn.request(requests[i])
+        except BaseException:
+            conn.close()
+            raise
+        if conn.reusable:
+            idle.append(conn)
+        if status != 200:
+            raise RuntimeError(f"status {status}")
+        return body
+
     async def probe(i: int) -> None:
         busy[i] = 1
         try:
-            async with session.get(urls[i]) as response:
-                body = await response.read()
+            async with asyncio.timeout(scrape_timeout):
+                if limit is None:
+                    body = await exchange(i)
+                else:
+                    async with limit:
+                        body = await exchange(i)
             duration = _gauge(body, b"probe_duration_seconds")
             success = _gauge(body, b"probe_success") == 1.0
             done.append((loop.time(), i < args.echo_endpoints, duration, success))
@@ -595,8 +667,9 @@ async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]
         cpu[mark] = time.process_time()
     measured = [d for d in done if window_start <= d[0] < window_end]
     if tasks:
-        await asyncio.wait(tasks, timeout=5)
-    await session.close()
+        await asyncio.wait(tasks, timeout=scrape_timeout)
+    for conn in idle:
+        conn.close()
     return {
         "seconds": args.window,
         "probes": len(measured),
