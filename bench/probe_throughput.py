@@ -27,12 +27,12 @@ upwatch, per case (its config: the endpoints, `host: {enabled: false}`, probe ti
 blackbox_exporter, per case: a `http_2xx` module (`http_2xx_tls` trusting the CA for https), and a
 driver in its own process (so its CPU is not blackbox's) that sends `GET /probe?module=M&target=URL`
 for each of the N targets once per interval, each at a stable offset spread evenly over the
-interval, on keep-alive connections (asyncio on uvloop, httptools parsing: about 0.2 ms CPU a request),
-as Prometheus does: at most one probe per target in flight (a
+interval, on keep-alive connections, as Prometheus does: at most one probe per target in flight (a
 target still busy skips its turn), the scrape timeout (min(interval, 10 s)) as timeout and in the
-X-Prometheus-Scrape-Timeout-Seconds header. It parses probe_success and probe_duration_seconds from
-each answer and reports how late it sent requests, so a starved driver shows. blackbox's CPU and RSS
-come from /proc over the driver's window.
+X-Prometheus-Scrape-Timeout-Seconds header. The driver is asyncio on uvloop with httptools parsing
+(about 0.2 ms CPU a request); it parses probe_success and probe_duration_seconds from each answer
+and reports how late it sent requests, so a starved driver shows. blackbox's CPU and RSS come from
+/proc over the driver's window.
 
 Each case also says how busy the machine was during each window, and with what: on a shared machine
 other programs' load shows there, and the side-by-side ratios are the figures to quote.
