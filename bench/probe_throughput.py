@@ -29,10 +29,13 @@ driver in its own process (so its CPU is not blackbox's) that sends `GET /probe?
 for each of the N targets once per interval, each at a stable offset spread evenly over the
 interval, on keep-alive connections, as Prometheus does: at most one probe per target in flight (a
 target still busy skips its turn), the scrape timeout (min(interval, 10 s)) as timeout and in the
-X-Prometheus-Scrape-Timeout-Seconds header. The driver is asyncio on uvloop with httptools parsing
-(about 0.2 ms CPU a request); it parses probe_success and probe_duration_seconds from each answer
-and reports how late it sent requests, so a starved driver shows. blackbox's CPU and RSS come from
-/proc over the driver's window.
+X-Prometheus-Scrape-Timeout-Seconds header. It keeps at most --connections probes in flight, by
+default as many as upwatch may run at once (max_concurrent_probes, 64 unless given), so that both
+tools meet overload alike; `--connections 0` lifts the cap as a lone Prometheus would, and then a
+blackbox that cannot keep up collapses (probes pile up, time out, and their work is lost). The
+driver is asyncio on uvloop with httptools parsing (about 0.2 ms CPU a request); it parses
+probe_success and probe_duration_seconds from each answer and reports how late it sent requests, so
+a starved driver shows. blackbox's CPU and RSS come from /proc over the driver's window.
 
 Each case also says how busy the machine was during each window, and with what: on a shared machine
 other programs' load shows there, and the side-by-side ratios are the figures to quote.
@@ -74,6 +77,7 @@ REPO = Path(__file__).resolve().parent.parent
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 TIMEOUT = "2s"  # every probe's timeout, upwatch's and blackbox's
 SCRAPE_TIMEOUT = 120.0
+UPWATCH_MAX_CONCURRENT_PROBES = 64  # upwatch's default max_concurrent_probes
 
 _PROBES = re.compile(rb"^upwatch_probes_total\{[^}]*\} (\S+)$", re.MULTILINE)
 _SUCCESSES = re.compile(rb'^upwatch_probes_total\{[^}]*result="success"[^}]*\} (\S+)$', re.MULTILINE)
@@ -478,6 +482,13 @@ def blackbox_config(ca_file: Path) -> str:
     )
 
 
+def driver_cap(args: argparse.Namespace) -> int:
+    """How many probes the driver keeps in flight at most: --connections, else upwatch's concurrency cap."""
+    if args.connections is not None:
+        return int(args.connections)
+    return int(args.max_concurrent_probes or UPWATCH_MAX_CONCURRENT_PROBES)
+
+
 def run_blackbox(
     case: Case, urls: tuple[str, str], nginx: Nginx, tmp: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -499,7 +510,7 @@ def run_blackbox(
             [
                 *(sys.executable, __file__, "--drive", f"127.0.0.1:{port}", module, str(targets)),
                 *("--interval", str(case.interval), "--window", str(window), "--echo-endpoints", str(echo)),
-                *("--connections", str(args.connections)),
+                *("--connections", str(driver_cap(args))),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -677,6 +688,7 @@ async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]
         "durations": [d[2] for d in measured if not d[1]],
         "echo": [d[2] for d in measured if d[1]],
         "skipped": skipped,
+        "cap": args.connections,
         "late_p50": pct(late, 50),
         "late_p99": pct(late, 99),
         "late_max": max(late, default=math.nan),
@@ -789,7 +801,8 @@ def print_case(case: Case, up: dict[str, Any], bb: dict[str, Any], args: argpars
     )
     print(
         f"- blackbox window {bb['seconds']:.0f} s: {bb['probes']} probes, {bb['successes']} succeeded, "
-        f"{bb['errors']} driver errors{' (' + bb['first_error'] + ')' if bb['first_error'] else ''}; driver late "
+        f"{bb['errors']} driver errors{' (' + bb['first_error'] + ')' if bb['first_error'] else ''}; "
+        f"at most {bb['cap'] or 'unlimited'} in flight; driver late "
         f"p50 {_ms(bb['late_p50'])} / p99 {_ms(bb['late_p99'])} / max {_ms(bb['late_max'])} ms, "
         f"its own CPU {bb['driver_cpu_ms']:.2f} ms/probe."
     )
@@ -828,7 +841,9 @@ def main() -> None:
     parser.add_argument("--echo-endpoints", type=int, default=20, help="endpoints on /sleep in +echo cases")
     parser.add_argument("--scrapers", type=int, default=10, help="threads scraping /metrics in the hammer window")
     parser.add_argument(
-        "--connections", type=int, default=0, help="keep-alive connections of the blackbox driver at most (0: no limit)"
+        "--connections",
+        type=int,
+        help="blackbox probes in flight at most (default: upwatch's max_concurrent_probes; 0: no limit)",
     )
     parser.add_argument("--interval", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--drive", nargs=3, metavar=("ADDRESS", "MODULE", "TARGETS"), help=argparse.SUPPRESS)
@@ -860,7 +875,11 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} x {cpu_model}, Python {sys.version.split()[0]};")
     print(f"{versions} (1 process, CPU not counted);")
     workers = f"workers: {args.upwatch_workers}" if args.upwatch_workers is not None else "no workers key"
-    print(f"upwatch config: {workers}, probe timeout {TIMEOUT}; {time.monotonic() - began:.0f} s in all.")
+    cap = args.max_concurrent_probes or f"{UPWATCH_MAX_CONCURRENT_PROBES} (default)"
+    print(
+        f"upwatch config: {workers}, max_concurrent_probes {cap}, probe timeout {TIMEOUT}; blackbox driver: at most "
+        f"{driver_cap(args) or 'unlimited'} probes in flight; {time.monotonic() - began:.0f} s in all."
+    )
     print()
     for case, up, bb in results:
         print_case(case, up, bb, args)
