@@ -596,7 +596,8 @@ async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]
     """Send each target's probe once per interval at its own offset, as Prometheus would; report what came back.
 
     Like a Prometheus scrape loop, a target whose previous probe is still running skips its turn. Requests go
-    over keep-alive connections: an idle one if there is one, else a new one (at most --connections, if set).
+    over keep-alive connections: an idle one if there is one, else a new one. With --connections, a probe
+    first waits for one of that many slots, as upwatch's do, and its timeout starts when it has one.
     """
     address, module, _ = args.drive
     host, port = address.rsplit(":", 1)
@@ -640,15 +641,19 @@ async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]
     async def probe(i: int) -> None:
         busy[i] = 1
         try:
-            async with asyncio.timeout(scrape_timeout):
-                if limit is None:
+            if limit is not None:
+                await limit.acquire()
+            try:
+                async with asyncio.timeout(scrape_timeout):
                     body = await exchange(i)
-                else:
-                    async with limit:
-                        body = await exchange(i)
+            finally:
+                if limit is not None:
+                    limit.release()
             duration = _gauge(body, b"probe_duration_seconds")
             success = _gauge(body, b"probe_success") == 1.0
             done.append((loop.time(), i < args.echo_endpoints, duration, success))
+        except TimeoutError:
+            errors.append(f"timed out after {scrape_timeout:g} s")
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}"[:200])
         finally:
@@ -674,7 +679,7 @@ async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]
                     task.add_done_callback(tasks.discard)
                 k += 1
             await asyncio.sleep(max(0.0, min(due(k), mark_at) - loop.time()))
-        print(mark, flush=True)
+        _say(mark)
         cpu[mark] = time.process_time()
     measured = [d for d in done if window_start <= d[0] < window_end]
     if tasks:
@@ -699,6 +704,12 @@ async def _drive(args: argparse.Namespace, targets: list[str]) -> dict[str, Any]
     }
 
 
+def _say(line: str) -> None:
+    """Print a line to the parent; uvloop may have left stdout non-blocking, which would cut a long line short."""
+    os.set_blocking(sys.stdout.fileno(), True)
+    print(line, flush=True)
+
+
 def _gauge(body: bytes, name: bytes) -> float:
     """The value of an unlabelled gauge in a text exposition, nan if absent."""
     start = body.find(b"\n" + name + b" ")
@@ -718,7 +729,7 @@ def drive_main(args: argparse.Namespace) -> None:
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         report = runner.run(_drive(args, Path(args.drive[2]).read_text().split()))
-    print(json.dumps(report), flush=True)
+    _say(json.dumps(report))
 
 
 # ---------------------------------------------------------------------------
