@@ -94,9 +94,9 @@ def running(
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
-def scrape(url: str) -> tuple[dict[str, str], Samples]:
+def scrape(url: str, timeout: float = 10) -> tuple[dict[str, str], Samples]:
     """Family types (by family name) and sample values (by sample name, then sorted labels) of a /metrics page."""
-    text = httpx.get(url, timeout=10).text
+    text = httpx.get(url, timeout=timeout).text
     types: dict[str, str] = {}
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
@@ -290,9 +290,9 @@ class Served:
     base: str
     log: Path
 
-    def metrics(self) -> Samples:
+    def metrics(self, timeout: float = 10) -> Samples:
         """The samples of /metrics now."""
-        return scrape(f"{self.base}/metrics")[1]
+        return scrape(f"{self.base}/metrics", timeout)[1]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """The log events called `name` so far."""
