@@ -36,7 +36,9 @@ def configure_logging(level: str = "info", fmt: str | None = None, stream: TextI
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line, newline included: worker processes share the main process's
+        # stderr, and a line written in two parts (print() does, unbuffered) could interleave.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,3 +16,24 @@ def nginx_target(tmp_path: Path) -> Iterator[Nginx]:
     """A real local HTTP server (nginx) for probes: `/` is 200 at once, `/sleep` takes 50 ms."""
     with nginx(tmp_path / "nginx") as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def machine_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test marked `exclusive` runs while no other test runs, in any xdist worker; the others share.
+
+    An exclusive test loads the machine's CPUs on purpose: beside it, tests with tight timings
+    would fail for want of CPU, and it would measure them rather than itself. Each test holds a
+    shared lock on one file for the whole session; an exclusive test waits for an exclusive one,
+    which it gets once the other workers have run out of tests.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base folders share this one
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    with (root / "machine.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

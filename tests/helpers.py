@@ -94,9 +94,9 @@ def running(
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
-def scrape(url: str) -> tuple[dict[str, str], Samples]:
+def scrape(url: str, timeout: float = 10) -> tuple[dict[str, str], Samples]:
     """Family types (by family name) and sample values (by sample name, then sorted labels) of a /metrics page."""
-    text = httpx.get(url, timeout=10).text
+    text = httpx.get(url, timeout=timeout).text
     types: dict[str, str] = {}
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
@@ -290,9 +290,9 @@ class Served:
     base: str
     log: Path
 
-    def metrics(self) -> Samples:
+    def metrics(self, timeout: float = 10) -> Samples:
         """The samples of /metrics now."""
-        return scrape(f"{self.base}/metrics")[1]
+        return scrape(f"{self.base}/metrics", timeout)[1]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """The log events called `name` so far."""
@@ -328,11 +328,12 @@ def write_upwatch_config(path: Path, endpoints: list[str], workers: int = 2) -> 
 
 
 @contextmanager
-def serve_upwatch(tmp_path: Path, config: Path) -> Iterator[Served]:
+def serve_upwatch(tmp_path: Path, config: Path, log_level: str = "info") -> Iterator[Served]:
     """`upwatch serve` on a free loopback port with JSON logs in a file, until the block ends."""
     port = free_port()
     log = tmp_path / "upwatch.log"
     args = [*UPWATCH, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}", "--log-format", "json"]
+    args += ["--log-level", log_level]
     with running(args, f"http://127.0.0.1:{port}/-/ready", log=log) as proc:
         yield Served(proc, f"http://127.0.0.1:{port}", log)
 
