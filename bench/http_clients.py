@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import ssl
 import statistics
 import subprocess
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 from _nginx import run_nginx
 
 STACKS = ("httpx", "httpcore", "aiohttp", "raw", "upwatch")
@@ -264,6 +266,19 @@ def _run_child(
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+def _machine_busy() -> float:
+    """Busy CPU seconds of all cores so far."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def _our_cpu(nginx_pid: int) -> float:
+    """CPU seconds of this script, its finished children (the measurements) and nginx so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    nginx = psutil.Process(nginx_pid).cpu_times()
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + nginx.user + nginx.system
+
+
 def _versions() -> str:
     from importlib.metadata import version
 
@@ -302,7 +317,7 @@ def main() -> None:
         combos = [(scheme, stack, loop) for scheme in schemes for stack in stacks for loop in loops]
         runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {combo: [] for combo in combos}
         failures: dict[tuple[str, str, str], str] = {}
-        started = time.monotonic()
+        started, busy0, ours0 = time.monotonic(), _machine_busy(), _our_cpu(nginx.pid)
         for repeat in range(args.repeats):
             for combo in combos:
                 scheme, stack, loop_name = combo
@@ -314,6 +329,7 @@ def main() -> None:
                 else:
                     runs[combo].append(result)
         elapsed = time.monotonic() - started
+        others = (_machine_busy() - busy0 - (_our_cpu(nginx.pid) - ours0)) / elapsed
         nginx_version = nginx.version
 
     cpu_model = next(
@@ -330,7 +346,8 @@ def main() -> None:
     )
     print()
     print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} x {cpu_model}, Python {sys.version.split()[0]},")
-    print(f"{_versions()}, {nginx_version} (1 process); median of {args.repeats} runs, {elapsed:.0f} s in all.")
+    print(f"{_versions()}, {nginx_version} (1 process); median of {args.repeats} runs, {elapsed:.0f} s in all;")
+    print(f"other programs kept {others:.2f} of {os.cpu_count()} cores busy meanwhile on average.")
     print()
     print("| scheme | stack | loop | CPU ms/request | requests/s | latency p50 ms | latency p99 ms | errors |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")

@@ -807,7 +807,8 @@ def print_case(case: Case, up: dict[str, Any], bb: dict[str, Any], args: argpars
     print(
         f"- upwatch probe window {probe.seconds:.0f} s: {probe.probes:.0f} probes, {probe.successes:.0f} succeeded; "
         f"{len(probe.scrapes)} scrapes {case.interval + 1:g} s apart, {len(probe.durations)} distinct probes read; "
-        f"with 1 scrape/s: {scrape_win.rate:.0f} probes/s, "
+        f"with 1 scrape/s ({len(latency['identity'])} plain, {len(latency['gzip'])} gzip; /metrics figures from "
+        f"these): {scrape_win.rate:.0f} probes/s, "
         f"{scrape_win.cpu_ms:.2f} CPU ms/probe, {scrape_win.skipped} skipped ticks."
     )
     print(
