@@ -23,9 +23,10 @@ def machine_share(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     """A test marked `exclusive` runs while no other test runs, in any xdist worker; the others share.
 
     An exclusive test loads the machine's CPUs on purpose: beside it, tests with tight timings
-    would fail for want of CPU, and it would measure them rather than itself. Each test holds a
-    shared lock on one file for the whole session; an exclusive test waits for an exclusive one,
-    which it gets once the other workers have run out of tests.
+    would fail for want of CPU, and it would measure them rather than itself. Every test holds a
+    shared lock on one file of the session while it runs; an exclusive test waits for an exclusive
+    lock, which it gets at a moment when no other test runs, and the others wait until it is done.
+    (Module-scoped fixtures of other files, set up outside any test, are not held back.)
     """
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
