@@ -1,7 +1,7 @@
 """The event loop the agent runs on: uvloop where it is installed, else the standard one.
 
-bench/http_clients.py measured the probe engine on both: uvloop takes about a quarter less CPU per
-probe, so `serve`, its worker processes and `probe` use it; everything works on either.
+bench/http_clients.py measured the probe engine on both: uvloop takes about a third less CPU per
+HTTP probe, so `serve`, its worker processes and `probe` use it; everything works on either.
 """
 
 from __future__ import annotations
