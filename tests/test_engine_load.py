@@ -95,8 +95,9 @@ def test_no_false_failure_under_scrape_load(tmp_path: Path, nginx_target: Nginx)
     # Probing kept its pace: about one probe a second each, while the scrapers ran.
     ran = {n: probes(after, n) - probes(before, n) for n in [*names, "slow"]}
     assert min(ran.values()) >= LOAD_SECONDS - 5, sorted(ran.items(), key=lambda kv: kv[1])[:5]
-    # True timings: every probe of the 50 ms endpoint while the scrapers ran measured at least its
-    # 50 ms, and 50-60 ms in the median. (A single probe can take longer when other programs keep
+    # True timings: every probe of the 50 ms endpoint while the scrapers ran measured its 50 ms (nginx
+    # times echo_sleep on its millisecond clock, so a reply may come a fraction of a millisecond
+    # early), and 50-60 ms in the median. (A single probe can take longer when other programs keep
     # the machine's CPUs busy; the scrapes themselves are served by another process.)
     slow = [
         e["duration_s"]
@@ -104,5 +105,5 @@ def test_no_false_failure_under_scrape_load(tmp_path: Path, nginx_target: Nginx)
         if e["endpoint"] == "slow" and began <= datetime.fromisoformat(e["timestamp"]).timestamp() <= ended
     ]
     assert len(slow) >= LOAD_SECONDS - 5, slow
-    assert min(slow) >= 0.050, sorted(slow)
-    assert 0.050 <= statistics.median(slow) <= 0.060, sorted(slow)
+    assert min(slow) >= 0.049, sorted(slow)
+    assert 0.049 <= statistics.median(slow) <= 0.060, sorted(slow)
