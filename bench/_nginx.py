@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trustme
 
@@ -114,9 +115,15 @@ def run_nginx(prefix: Path) -> Iterator[Nginx]:
         wait_for_port(https_port)
         yield Nginx(proc.pid, http_port, https_port, prefix / "ca.pem", nginx_version())
     finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """Terminate a child and wait; kill it if it lingers."""
+    if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

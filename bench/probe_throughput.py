@@ -71,7 +71,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psutil
-from _nginx import Nginx, free_port, run_nginx, wait_for_port
+from _nginx import Nginx, free_port, run_nginx, stop, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
@@ -254,17 +254,6 @@ def skipped_in_log(log: Path, start: int, end: int) -> int:
             with contextlib.suppress(ValueError, TypeError):
                 total += int(json.loads(line).get("skipped", 0))
     return total
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    """Terminate a child and wait; kill it if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # ---------------------------------------------------------------------------

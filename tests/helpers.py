@@ -25,6 +25,18 @@ REPO = Path(__file__).resolve().parent.parent
 UPWATCH = [sys.executable, "-m", "exporter"]
 
 
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Terminate a running child and reap it (draining its pipes, if any); kill it if it lingers past `timeout`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket() as s:
@@ -82,13 +94,7 @@ def running(
             wait_until_ready(ready_url, proc, log=log)
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.communicate(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.communicate()
+            stop(proc)
 
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
@@ -177,12 +183,7 @@ def native_bundle(
             prometheus=urls["prometheus"], alertmanager=urls["alertmanager"], upwatch=urls["upwatch"], ports=ports
         )
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop(proc, timeout=30)
 
 
 NGINX_ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
@@ -269,12 +270,7 @@ def nginx(prefix: Path) -> Iterator[Nginx]:
     try:
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 # -- upwatch serve with probe workers ---------------------------------------------------------------

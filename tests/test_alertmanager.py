@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from helpers import REPO, free_port, program, wait_until_ready
+from helpers import REPO, free_port, program, stop, wait_until_ready
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -620,12 +620,7 @@ def start_alertmanager(
         yield start
     finally:
         for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def test_firing_then_resolved_reaches_slack_and_email(start_alertmanager: Callable[..., Alertmanager]) -> None:

@@ -24,6 +24,7 @@ import httptools
 from yarl import URL
 
 from exporter.probes.failures import HandshakeError, InvalidRequest, InvalidResponse, NoResponse, UnsupportedRedirect
+from exporter.probes.resolve import ip_literal
 from exporter.probes.trace import Handshake, ProbeTrace, peer_cert
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -42,6 +43,7 @@ class Target:
     request_target: str  # path and query, percent-encoded
     host_header: str
     credentials: tuple[str, str] | None
+    literal: bool  # the host is an IP address: nothing to look up
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -61,7 +63,7 @@ def parse_target(url: URL) -> Target:
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
     credentials = (url.user or "", url.password or "") if url.raw_user is not None else None
-    return Target(scheme, host, port, url.raw_path_qs or "/", host_header, credentials)
+    return Target(scheme, host, port, url.raw_path_qs or "/", host_header, credentials, ip_literal(host))
 
 
 def build_request(method: str, target: Target, headers: Sequence[tuple[str, str]], body: bytes | None) -> bytes:
@@ -146,6 +148,23 @@ def _set_time(future: asyncio.Future[float]) -> None:
 class HttpConnection(asyncio.Protocol):
     """One connection and the response being read on it; errors are kept and raised to the awaiting probe."""
 
+    # The response being read: set by `_reset_response`, at start and by every `send`.
+    _head_only: bool
+    _limit: int
+    _keep: bool
+    _head: Head | None
+    _headers: list[tuple[str, str]]
+    _interim: bool
+    _until_close: bool
+    _keep_alive: bool
+    _complete: bool
+    _oversize: bool
+    _done_at: float | None
+    _decoder: BodyDecoder | None
+    _size: int
+    _kept: bytearray
+    _received: int
+
     def __init__(self, trace: ProbeTrace, address: str, port: int) -> None:
         self.address = address
         self.port = port
@@ -158,23 +177,7 @@ class HttpConnection(asyncio.Protocol):
         self._now = 0.0  # when the data being parsed arrived
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        # The response being read; reset by every `send`.
-        self._head_only = False
-        self._limit = 0
-        self._keep = False
-        self._decode = True
-        self._head: Head | None = None
-        self._headers: list[tuple[str, str]] = []
-        self._interim = False
-        self._until_close = False
-        self._keep_alive = False
-        self._complete = False
-        self._oversize = False
-        self._done_at: float | None = None
-        self._decoder: BodyDecoder | None = None
-        self._size = 0
-        self._kept = bytearray()
-        self._received = 0
+        self._reset_response(head_only=False, limit=0, keep=False)
 
     # -- the probe's side
 
@@ -203,11 +206,10 @@ class HttpConnection(asyncio.Protocol):
         handshake.version = ssl_object.version() if ssl_object is not None else None
         handshake.peer_cert = peer_cert(ssl_object)
 
-    def send(self, request: bytes, *, head_only: bool, limit: int, keep: bool, codings: bool = True) -> None:
+    def send(self, request: bytes, *, head_only: bool, limit: int, keep: bool) -> None:
         """Send a request and start reading its response (keeping at most `limit` decoded body bytes if `keep`)."""
         assert self._transport is not None
         self._reset_response(head_only=head_only, limit=limit, keep=keep)
-        self._decode = codings
         self._parser = httptools.HttpResponseParser(self)
         self._transport.write(request)
         self._trace.start("processing")
@@ -323,7 +325,7 @@ class HttpConnection(asyncio.Protocol):
         chunked = "chunked" in (head.get("transfer-encoding") or "").lower()
         self._until_close = length is None and not chunked and status not in (204, 304)
         codings = [c.strip().lower() for c in (head.get("content-encoding") or "").split(",") if c.strip()]
-        if self._decode and codings:
+        if codings:
             try:
                 self._decoder = BodyDecoder(codings)
             except InvalidResponse as exc:
@@ -368,7 +370,6 @@ class HttpConnection(asyncio.Protocol):
         self._head_only = head_only
         self._limit = limit
         self._keep = keep
-        self._decode = True
         self._head = None
         self._headers = []
         self._interim = False

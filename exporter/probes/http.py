@@ -20,7 +20,7 @@ from exporter import __version__
 from exporter.probes.exchange import Head, HttpConnection, Target, build_request, connect, parse_target
 from exporter.probes.failures import Failure, ProbeError, UnsupportedRedirect, classify, exception_chain, public_message
 from exporter.probes.judge import Response, judge, needs_body_text
-from exporter.probes.resolve import Resolver, ip_literal
+from exporter.probes.resolve import Resolver
 from exporter.probes.spec import ProbeSpec
 from exporter.probes.tls import TLSContexts, TLSSetupError, cert_expiry, read_after_handshake, unverified_cert
 from exporter.probes.trace import ProbeTrace, peer_cert
@@ -236,7 +236,7 @@ class HttpProber:
             if conn is None or origin != target.origin or not conn.reusable:
                 if conn is not None:
                     conn.close()
-                conn = await self._open(endpoint, target, seen)
+                conn = await self._open(prepared, target, seen)
                 opened.append(conn)
                 origin = target.origin
             conn.send(request, head_only=method == "HEAD", limit=endpoint.body_size_limit, keep=keep_text)
@@ -283,12 +283,12 @@ class HttpProber:
         text = None if body.data is None else _text(body.data, head.get("content-type"))
         return judge(expect, Response(head.status, head.headers, text, oversize))
 
-    async def _open(self, endpoint: ProbeSpec, target: Target, seen: _Observed) -> HttpConnection:
+    async def _open(self, prepared: _Prepared, target: Target, seen: _Observed) -> HttpConnection:
         """A connection to the target: resolved, connected (each address in turn), and TLS if https."""
-        trace = seen.trace
+        endpoint, trace = prepared.spec, seen.trace
         # Looked up first: TLS material that does not load is the probe's problem, not the server's.
         context = self._tls.context(endpoint.tls) if target.scheme == "https" else None
-        if ip_literal(target.host):
+        if target.literal:
             addresses = [target.host]  # nothing to look up, so no resolve phase and no detour
         else:
             trace.start("resolve")
@@ -309,16 +309,10 @@ class HttpProber:
             assert error is not None
             raise error
         if context is not None:
-            await conn.start_tls(context, self._server_name(endpoint, target))
+            # SNI and the name the certificate must carry: `tls.server_name` is for the endpoint's own host only.
+            name = endpoint.tls.server_name
+            await conn.start_tls(context, name if name and target.host == prepared.target.host else target.host)
         return conn
-
-    @staticmethod
-    def _server_name(endpoint: ProbeSpec, target: Target) -> str:
-        """SNI and the name the certificate must carry: `tls.server_name` is for the endpoint's own host only."""
-        name = endpoint.tls.server_name
-        if name and target.host == parse_target(URL(endpoint.url)).host:
-            return name
-        return target.host
 
     async def _second_look(self, endpoint: ProbeSpec, address: str, port: int, server_name: str | None) -> bytes | None:
         """The certificate of a server that failed verification, from a handshake that does not verify."""

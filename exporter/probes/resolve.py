@@ -45,9 +45,7 @@ class Resolver:
         return self._resolver
 
     async def addresses(self, host: str, port: int) -> list[str]:
-        """The addresses of `host` in the resolver's order, duplicates dropped; raises ResolveError."""
-        if ip_literal(host):
-            return [host]
+        """The addresses of a host name in the resolver's order, duplicates dropped; raises ResolveError."""
         try:
             result = await self._channel().getaddrinfo(host, port=port, type=socket.SOCK_STREAM)
         except aiodns.error.DNSError as exc:
