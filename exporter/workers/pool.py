@@ -13,14 +13,15 @@ import asyncio
 import contextlib
 import ctypes
 import functools
-import importlib.machinery
-import multiprocessing
+import json
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any, Protocol
 
 from exporter.config import Endpoint
@@ -29,7 +30,7 @@ from exporter.results import ProbeResult
 from exporter.scheduler import SkipCause
 from exporter.sharding import partition
 
-from .process import CANCELLED, STARTED, WorkerSpec, worker_main
+from .process import CANCELLED, COUNTERS_BYTES, STARTED, open_counters
 from .wire import Assignment, Batch, decode_result, frame, read_message
 
 RESTART_BACKOFF_MIN = 0.5
@@ -79,7 +80,7 @@ class _Slot:
     resume_from: dict[str, float] = field(default_factory=dict)  # to send with the next assignment
     sent: dict[str, Endpoint] = field(default_factory=dict)  # what the current process was told
     sent_max_concurrency: int = 0
-    process: BaseProcess | None = None
+    process: subprocess.Popen[bytes] | None = None
     pid: int | None = None  # of the process while it runs (read by scrapes, so kept apart from `process`)
     control: asyncio.WriteTransport | None = None
     counters: ctypes.Array[ctypes.c_uint64] | None = None
@@ -90,14 +91,13 @@ class _Slot:
 
 
 class WorkerPool:
-    """N probe worker processes ("spawn" context: fresh interpreters, never a fork of this threaded process)."""
+    """N probe worker processes: fresh interpreters (never a fork of this threaded process), started with subprocess."""
 
     def __init__(self, *, recorder: BatchRecorder, log: Any, log_settings: LogSettings, anchor: float) -> None:
         self._recorder = recorder
         self._log = log
         self._log_settings = log_settings
         self._anchor = anchor
-        self._context = multiprocessing.get_context("spawn")
         self._slots: list[_Slot] = []
         self._retiring: set[_Slot] = set()
         self._stop = asyncio.Event()
@@ -172,7 +172,7 @@ class WorkerPool:
             return
         _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS)
         for slot in slots:
-            if slot.supervisor in pending and slot.process is not None and slot.process.is_alive():
+            if slot.supervisor in pending and slot.process is not None and slot.process.poll() is None:
                 self._log.warning("probe worker did not stop; killing it", worker=slot.index, pid=slot.process.pid)
                 slot.process.kill()
         if pending:
@@ -194,7 +194,7 @@ class WorkerPool:
         if task.cancelled() or (exc := task.exception()) is None:
             return
         self._log.error("probe worker supervisor crashed", worker=slot.index, exc_info=exc)
-        if slot.process is not None and slot.process.is_alive():
+        if slot.process is not None and slot.process.poll() is None:
             slot.process.kill()  # the new supervisor starts a process of its own
         slot.process = slot.pid = None
         slot.crashes += 1
@@ -243,32 +243,42 @@ class WorkerPool:
     async def _launch(self, slot: _Slot) -> asyncio.StreamReader:
         """Start the slot's process and connect its pipes; it gets its whole assignment at once."""
         loop = asyncio.get_running_loop()
-        control_read, control_write = self._context.Pipe(duplex=False)
-        results_read, results_write = self._context.Pipe(duplex=False)
-        counters = self._context.RawArray(ctypes.c_uint64, 2)
-        spec = WorkerSpec(slot.index, self._anchor, self._log_settings.level, self._log_settings.format)
-        process = self._context.Process(
-            target=worker_main,
-            args=(spec, control_read, results_write, counters),
-            name=f"upwatch-probe{slot.index}",
-            daemon=True,  # a backstop: multiprocessing ends daemonic children when this interpreter exits
-        )
+        control_read, control_write = os.pipe()
+        results_read, results_write = os.pipe()
+        counters_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, once both ends have mapped it
         try:
+            counters_file.truncate(COUNTERS_BYTES)
+            counters = open_counters(counters_file.fileno())
+            spec = {
+                "index": slot.index,
+                "anchor": self._anchor,
+                "log_level": self._log_settings.level,
+                "log_format": self._log_settings.format,
+                "control_fd": control_read,
+                "results_fd": results_write,
+                "counters_fd": counters_file.fileno(),
+            }
             # From the loop's thread, not a helper thread: the child inherits the scheduling
-            # priority of the thread that forks it, and the agent's helper threads yield the CPU.
-            with _main_module_not_rerun():
-                process.start()
+            # priority of the thread that starts it, and the agent's helper threads yield the CPU.
+            # (Popen is a vfork and an exec: about a millisecond of the loop's time.)
+            process = subprocess.Popen(  # noqa: ASYNC220
+                [*worker_command(), json.dumps(spec)],
+                pass_fds=(control_read, results_write, counters_file.fileno()),
+                stdin=subprocess.DEVNULL,
+                env=worker_environment(),
+            )
+        except BaseException:
+            for fd in (control_write, results_read):
+                os.close(fd)
+            raise
         finally:
             # Only the child keeps its ends, so that a pipe ends when either process dies.
-            control_read.close()
-            results_write.close()
+            os.close(control_read)
+            os.close(results_write)
+            counters_file.close()
         reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(results_read.fileno()), "rb", 0)
-        )
-        results_read.close()
-        control, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(os.dup(control_write.fileno()), "wb", 0))
-        control_write.close()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(results_read, "rb", 0))
+        control, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(control_write, "wb", 0))
         slot.process, slot.pid, slot.control, slot.counters = process, process.pid, control, counters
         slot.sent, slot.sent_max_concurrency, slot.received = {}, 0, 0
         if self._stop.is_set() or slot.retiring:
@@ -332,36 +342,20 @@ class WorkerPool:
             )
 
     async def _reap(self, slot: _Slot) -> int | None:
-        """Wait for the slot's process to exit (its pipe has ended) and return its exit code."""
+        """Wait for the slot's process to exit (its pipe has ended); its exit code, -N when killed by signal N."""
         process = slot.process
         self._close_control(slot)
         if process is None:
             return None
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-
-        def on_exit() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(process.sentinel, on_exit)
         try:
             try:
-                await asyncio.wait_for(exited, timeout=STOP_TIMEOUT_SECONDS)
-            except TimeoutError:  # its pipe closed but it lingers: it is of no use
+                code = await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:  # its pipe closed but it lingers: it is of no use
                 process.kill()
-                await asyncio.wait_for(exited, timeout=STOP_TIMEOUT_SECONDS)
-        finally:
-            loop.remove_reader(process.sentinel)
-        # The kernel closes a dying process's files (the sentinel) a moment before the process can
-        # be reaped: wait for that moment in a helper thread.
-        await asyncio.to_thread(process.join, STOP_TIMEOUT_SECONDS)
-        code = process.exitcode
-        if code is None:
+                code = await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
             self._log.error("probe worker cannot be reaped", worker=slot.index, pid=process.pid)
-            slot.process = slot.pid = None
-            return None
-        process.close()
+            code = None
         slot.process = slot.pid = None
         return code
 
@@ -387,22 +381,18 @@ class WorkerPool:
         )
 
 
-@contextlib.contextmanager
-def _main_module_not_rerun() -> Iterator[None]:
-    """Keep a "spawn" child from running the `upwatch` console script again before the worker starts.
+def worker_command() -> list[str]:
+    """How a worker process is started: this interpreter, running `exporter.workers.process`.
 
-    multiprocessing re-runs the parent's main script in every child (to find functions defined
-    there). Run as `upwatch`, that script imports the whole command line, and with it pydantic, the
-    config and the host collectors: some 30 MB per worker for nothing. A main module named like a
-    package's `__main__` is one multiprocessing leaves alone, so the script is named so while the
-    child is started.
+    A fresh interpreter that imports the prober and nothing of the main process's machinery
+    (pydantic, the config, the store, the server). `-P` keeps the working directory off its
+    module path, so the package found is the one on `worker_environment()`'s path: this one.
     """
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__spec__", None) is not None:
-        yield  # `python -m exporter`: already a package's __main__
-        return
-    main.__spec__ = importlib.machinery.ModuleSpec("exporter.__main__", None)
-    try:
-        yield
-    finally:
-        main.__spec__ = None
+    return [sys.executable, "-P", "-m", "exporter.workers.process"]
+
+
+def worker_environment() -> dict[str, str]:
+    """This process's environment, with the directory this `exporter` package was imported from first on the path."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root if not path else os.pathsep.join((root, path))}

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
+import json
+import mmap
 import os
 import signal
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from exporter import loop as event_loop
@@ -31,10 +33,11 @@ from .wire import Assignment, Batch, encode_result, frame, read_message
 if TYPE_CHECKING:
     from exporter.config import Endpoint
 
-# Indexes into the counters a worker shares with the main process (a RawArray of two uint64):
+# Indexes into the counters a worker shares with the main process (two uint64 in a shared file mapping):
 # probes started, and probes cancelled (their result will never come, by design). The main
 # process subtracts the results it received; what is left when a worker dies was lost with it.
 STARTED, CANCELLED = 0, 1
+COUNTERS_BYTES = 16
 
 # Results waiting in the pipe's user-space buffer beyond this (the main process is not reading)
 # are dropped and counted rather than kept: probing goes on on time either way.
@@ -51,19 +54,30 @@ class WorkerSpec:
     log_format: str | None
 
 
-def worker_main(
-    spec: WorkerSpec, control: Connection, results: Connection, counters: ctypes.Array[ctypes.c_uint64]
-) -> None:
-    """The worker process's entry point (a multiprocessing "spawn" target)."""
+def open_counters(fd: int) -> ctypes.Array[ctypes.c_uint64]:
+    """The two counters a worker shares with the main process, mapped from the file `fd` (COUNTERS_BYTES long)."""
+    shared = mmap.mmap(fd, COUNTERS_BYTES)
+    return (ctypes.c_uint64 * 2).from_buffer(shared)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The worker process's entry point: `python -m exporter.workers.process SPEC`, started by the pool.
+
+    SPEC is the WorkerSpec as JSON, with the numbers of the three inherited file descriptors.
+    """
+    fields = json.loads((sys.argv[1:] if argv is None else argv)[0])
+    spec = WorkerSpec(**{k: fields[k] for k in ("index", "anchor", "log_level", "log_format")})
+    worker_main(spec, fields["control_fd"], fields["results_fd"], open_counters(fields["counters_fd"]))
+
+
+def worker_main(spec: WorkerSpec, control_fd: int, results_fd: int, counters: ctypes.Array[ctypes.c_uint64]) -> None:
+    """Run the worker: ignore the signals the main process handles, probe until the control pipe ends."""
     # Ctrl-C, a terminal hangup or a service manager's SIGTERM reach the whole process group;
     # the main process handles them and stops the workers in order through their pipes.
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     _name_process(f"upwatch-probe{spec.index}")
     configure_logging(spec.log_level, spec.log_format)
-    control_fd, results_fd = os.dup(control.fileno()), os.dup(results.fileno())
-    control.close()
-    results.close()
     # The tens of thousands of objects imported modules hold would make every full garbage
     # collection pause the loop for tens of milliseconds, in the middle of probes they would
     # lengthen: they live as long as the process, so the collector is told to leave them be.
@@ -247,3 +261,7 @@ class Outbox:
         self._results.clear()
         self._skipped.clear()
         self._dropped = 0
+
+
+if __name__ == "__main__":
+    main()
