@@ -23,7 +23,7 @@ from exporter.probes.judge import Response, judge, needs_body_text
 from exporter.probes.resolve import Resolver
 from exporter.probes.spec import ProbeSpec
 from exporter.probes.tls import TLSContexts, TLSSetupError, cert_expiry, read_after_handshake, unverified_cert
-from exporter.probes.trace import ProbeTrace, peer_cert
+from exporter.probes.trace import PeerCert, ProbeTrace, peer_cert
 from exporter.results import FailureReason, ProbeResult
 
 if TYPE_CHECKING:  # a worker process takes ProbeSpecs and never loads the config machinery
@@ -56,16 +56,16 @@ class _Observed:
     body_bytes: int = 0
     redirects: int = 0
     ssl: bool = False
-    cert_der: bytes | None = None
+    cert: PeerCert | None = None
     completed_at: float | None = None  # when the last response's last byte arrived
     connection: HttpConnection | None = None  # the one the last response came on
 
     def new_hop(self) -> None:
         self.status_code, self.http_version, self.content_length, self.body_bytes = 0, 0.0, -1, 0
-        self.ssl, self.cert_der, self.completed_at, self.connection = False, None, None, None
+        self.ssl, self.cert, self.completed_at, self.connection = False, None, None, None
         self.trace.handshake = None
 
-    def handshake_cert(self) -> bytes | None:
+    def handshake_cert(self) -> PeerCert | None:
         return None if self.trace.handshake is None else self.trace.handshake.peer_cert
 
     def response(self, head: Head, connection: HttpConnection) -> None:
@@ -73,7 +73,7 @@ class _Observed:
         self.http_version = head.http_version
         self.content_length = _content_length(head.get("content-length"))
         self.ssl = connection.ssl_object is not None
-        self.cert_der = peer_cert(connection.ssl_object)
+        self.cert = peer_cert(connection.ssl_object)
         self.connection = connection
 
 
@@ -161,7 +161,7 @@ class HttpProber:
             redirects=seen.redirects,
             ssl=seen.ssl,
             # Without a response (say a timeout after the handshake) the handshake's certificate still tells.
-            cert_expiry_timestamp=cert_expiry(seen.cert_der or seen.handshake_cert()),
+            cert_expiry_timestamp=cert_expiry(seen.cert or seen.handshake_cert()),
             failed_due_to_regex=failure is not None and failure.regex,
             phases=MappingProxyType(seen.trace.totals),
         )
@@ -174,7 +174,7 @@ class HttpProber:
         failure = await self._exchange_within(endpoint, prepared, deadline, began, seen)
         handshake = seen.trace.handshake
         if failure is not None and failure.unverified and handshake is not None:
-            seen.cert_der = await self._second_look(endpoint, handshake.address, handshake.port, handshake.server_name)
+            seen.cert = await self._second_look(endpoint, handshake.address, handshake.port, handshake.server_name)
         elif failure is not None and failure.dropped and handshake is not None and handshake.version == "TLSv1.3":
             failure = await self._late_rejection(endpoint, seen.trace, deadline) or failure
         ended = seen.completed_at if failure is None and seen.completed_at is not None else time.monotonic()
@@ -314,7 +314,9 @@ class HttpProber:
             await conn.start_tls(context, name if name and target.host == prepared.target.host else target.host)
         return conn
 
-    async def _second_look(self, endpoint: ProbeSpec, address: str, port: int, server_name: str | None) -> bytes | None:
+    async def _second_look(
+        self, endpoint: ProbeSpec, address: str, port: int, server_name: str | None
+    ) -> PeerCert | None:
         """The certificate of a server that failed verification, from a handshake that does not verify."""
         try:
             context = self._tls.context(endpoint.tls, verify=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from cryptography import x509
+from exporter.probes.trace import PeerCert, peer_cert
 
 if TYPE_CHECKING:
     from exporter.config import TLSConfig
@@ -90,6 +90,8 @@ def _load_client_cert(context: ssl.SSLContext, cert_file: Path, key_file: Path |
         pem = cert_file.read_bytes()
     except OSError as exc:
         raise TLSSetupError(f"cannot read cert_file {cert_file}: {exc.strerror or exc}") from None
+    from cryptography import x509
+
     try:
         x509.load_pem_x509_certificates(pem)
     except ValueError:
@@ -157,22 +159,26 @@ class TLSContexts:
         self._contexts.clear()
 
 
-def cert_expiry(der: bytes | None) -> float | None:
-    """The notAfter of a DER certificate, unix seconds; None without one or when it does not parse."""
-    if der is None:
+def cert_expiry(cert: PeerCert | None) -> float | None:
+    """The certificate's notAfter, unix seconds; None without one or when it does not parse."""
+    if cert is None:
         return None
+    if cert.not_after is not None:
+        return cert.not_after
+    # Only unverified certificates get here; the library costs 14 MB of memory, so only then.
+    from cryptography import x509
+
     try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+        return x509.load_der_x509_certificate(cert.der).not_valid_after_utc.timestamp()
     except ValueError:
         return None
 
 
-async def unverified_cert(context: ssl.SSLContext, address: str, port: int, server_name: str | None) -> bytes | None:
+async def unverified_cert(context: ssl.SSLContext, address: str, port: int, server_name: str | None) -> PeerCert | None:
     """The leaf certificate from a non-verifying handshake (`context` must not verify), to report its expiry."""
     _, writer = await asyncio.open_connection(address, port, ssl=context, server_hostname=server_name)
     try:
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        return der if isinstance(der, bytes) else None
+        return peer_cert(writer.get_extra_info("ssl_object"))
     finally:
         writer.transport.abort()
 

@@ -7,11 +7,20 @@ loop does not add its own delays to a phase.
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.results import PHASES
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCert:
+    """A server's leaf certificate: DER, and its expiry when OpenSSL already parsed it (a verified chain)."""
+
+    der: bytes
+    not_after: float | None = None  # unix seconds
 
 
 @dataclass(slots=True)
@@ -23,7 +32,7 @@ class Handshake:
     server_name: str | None
     seconds: float = 0.0
     version: str | None = None  # "TLSv1.3" once complete
-    peer_cert: bytes | None = None  # DER leaf certificate once complete
+    peer_cert: PeerCert | None = None  # the leaf certificate once complete
 
 
 class ProbeTrace:
@@ -52,9 +61,16 @@ class ProbeTrace:
             self._open = None
 
 
-def peer_cert(ssl_object: Any) -> bytes | None:
-    """The peer's leaf certificate (DER) of a TLS connection, if any."""
+def peer_cert(ssl_object: Any) -> PeerCert | None:
+    """The peer's leaf certificate of a TLS connection, if any.
+
+    When the chain was verified, OpenSSL has parsed the certificate already and its expiry is read
+    from there; otherwise (`verify: false`) only the DER is at hand, parsed later if needed.
+    """
     if ssl_object is None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
-    return der if isinstance(der, bytes) else None
+    if not isinstance(der, bytes):
+        return None
+    not_after = (ssl_object.getpeercert() or {}).get("notAfter")
+    return PeerCert(der, float(ssl.cert_time_to_seconds(not_after)) if isinstance(not_after, str) else None)
