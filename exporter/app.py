@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -39,10 +40,17 @@ from .workers.pool import NO_WORKERS, WorkerPool, WorkerStatus
 
 DEFAULT_LISTEN = ":9877"
 # `workers: auto` starts worker processes from this many probes a second, or this many endpoints
-# (whose /metrics rendering would otherwise share the probing process): below both, one process
-# probes, records and serves, and its scrapes are too small to move probe timings.
+# (whose /metrics rendering would otherwise share the probing process): below both, the main
+# process probes, records and serves, and its scrapes are too small to move probe timings.
 AUTO_WORKERS_FROM_RATE = 50.0
 AUTO_WORKERS_FROM_ENDPOINTS = 500
+# Above that, `auto` starts as many workers as the probes' CPU needs, at most one per usable CPU:
+# each worker is planned to be busy at most WORKER_CPU_SHARE of a core, so that probes never wait
+# for their loop, with a probe costing a worker this many CPU seconds (bench/probe_throughput.py,
+# one worker: HTTP on a local page, HTTPS with a full handshake, rounded up). One worker process
+# costs about 25 MB of memory, so a second one is only started when the first would be too busy.
+PROBE_CPU_SECONDS = {"http": 0.0004, "https": 0.0025}
+WORKER_CPU_SHARE = 0.5
 # With worker processes, the main process's helper threads (rendering scrapes, loading configs)
 # run this much nicer than the rest, so that a burst of scrapes or a reload takes CPU time from
 # serving, not from the workers' probes and their timings.
@@ -51,6 +59,15 @@ SERVING_NICENESS = 10
 # most this often, together, in a helper thread: the loop that takes in results only records
 # them. (A scrape renders whatever is still pending itself, so it never serves stale data.)
 RENDER_PERIOD_SECONDS = 0.5
+
+
+def auto_workers(endpoints: Sequence[Endpoint], cpus: int) -> int:
+    """What `workers: auto` means for these endpoints on `cpus` usable CPUs (see AUTO_WORKERS_FROM_RATE)."""
+    rate = sum(1 / ep.interval for ep in endpoints)
+    if rate < AUTO_WORKERS_FROM_RATE and len(endpoints) < AUTO_WORKERS_FROM_ENDPOINTS:
+        return 0
+    cpu = sum(PROBE_CPU_SECONDS["https" if ep.url.startswith("https:") else "http"] / ep.interval for ep in endpoints)
+    return max(1, min(cpus, math.ceil(round(cpu / WORKER_CPU_SHARE, 6))))  # rounded: no float noise
 
 
 def lower_thread_priority(niceness: int = SERVING_NICENESS) -> None:
@@ -125,7 +142,7 @@ class Agent:
         self._renderer: asyncio.Task[None] | None = None
         self._scheduler: Scheduler | None = None  # probes in this process (workers: 1)
         self._pool: WorkerPool | None = None  # probes in worker processes (workers: 2 or more)
-        self._workers = 0  # processes probing now: 1 is this one
+        self._workers: int | None = None  # worker processes probing now; 0: this process probes; None: not yet
         self._yielding_executor: ThreadPoolExecutor | None = None
         self._server = MetricsServer(
             probe_text=self._exposition.render,
@@ -210,7 +227,7 @@ class Agent:
 
     def _changed(self, names: Collection[str]) -> None:
         """Endpoints with new results: re-rendered now in-process, soon and off the loop with workers."""
-        if self._workers > 1:
+        if self._workers:
             self._unrendered.update(names)
         else:
             self._exposition.refresh(names)
@@ -229,21 +246,16 @@ class Agent:
                 self._log.exception("rendering probe metrics failed", endpoints=len(names))
 
     def _worker_count(self, config: Config | None) -> int:
-        """Processes to probe with: `workers`, at most one per allowed concurrent probe; 1 means this process.
+        """Worker processes to probe with (0: this process probes): `workers`, at most one per allowed concurrent probe.
 
-        `auto` is the usable CPUs once the config is big enough to need them (see AUTO_WORKERS_FROM_RATE);
-        below that, worker processes would cost more memory (about 40 MB each) than they save time, and
-        this process probes. With no endpoints there is nothing to start worker processes for.
+        `auto` is 0 for a small config (see AUTO_WORKERS_FROM_RATE), where a worker would cost more
+        memory than it saves time; else as many as the probes' CPU needs (see WORKER_CPU_SHARE), from
+        one to the usable CPUs. With no endpoints there is nothing to start worker processes for.
         """
         if config is None or not config.endpoints:
-            return 1
-        if config.workers == "auto":
-            rate = sum(1 / ep.interval for ep in config.endpoints)
-            small = rate < AUTO_WORKERS_FROM_RATE and len(config.endpoints) < AUTO_WORKERS_FROM_ENDPOINTS
-            wanted = 1 if small else self._cpus()
-        else:
-            wanted = int(config.workers)
-        return max(1, min(wanted, config.max_concurrent_probes))
+            return 0
+        wanted = auto_workers(config.endpoints, self._cpus()) if config.workers == "auto" else int(config.workers)
+        return max(0, min(wanted, config.max_concurrent_probes))
 
     async def _apply(self, config: Config | None) -> None:
         assert self._scheduler is not None and self._pool is not None
@@ -254,20 +266,20 @@ class Agent:
         # Going between this process and worker processes, the new side owes the ticks it missed
         # while it was taking over.
         now = asyncio.get_running_loop().time()
-        switched = self._workers != 0 and (self._workers == 1) != (workers == 1)
+        switched = self._workers is not None and (self._workers == 0) != (workers == 0)
         previous = {ep.name: now for ep in self._config.endpoints} if switched and self._config else None
-        if workers == 1:
+        if workers == 0:
             await self._pool.apply((), cap, 0)
             await self._scheduler.apply(endpoints, cap, resume_from=previous)
         else:
             await self._scheduler.apply((), cap)
             await self._pool.apply(endpoints, cap, workers, resume_from=previous)
         if workers != self._workers:
-            self._yield_to_workers(workers > 1)
+            self._yield_to_workers(workers > 0)
             self._log.info(
                 "probe processes",
                 workers=workers,
-                where="main process" if workers == 1 else "worker processes",
+                where="main process" if workers == 0 else "worker processes",
                 setting=str(config.workers) if config else None,
                 usable_cpus=self._cpus(),
             )
@@ -278,7 +290,7 @@ class Agent:
     def _yield_to_workers(self, on: bool) -> None:
         """Run the loop's helper threads (scrape rendering, config loads) at a lower priority while workers probe.
 
-        Not with `workers: 1`: there the loop that probes waits for the GIL those threads hold, and a
+        Not with `workers: 0`: there the loop that probes waits for the GIL those threads hold, and a
         thread made nicer would hold it longer under CPU contention.
         """
         loop = asyncio.get_running_loop()

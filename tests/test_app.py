@@ -12,7 +12,8 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 
-from exporter.app import Agent, ConfigSource, parse_listen
+from exporter.app import Agent, ConfigSource, auto_workers, parse_listen
+from exporter.config import Endpoint
 
 LOG = structlog.get_logger()
 
@@ -236,9 +237,7 @@ async def test_reload_moves_probing_between_the_main_process_and_workers(
     httpserver.expect_request("/health").respond_with_data("ok")
     config = tmp_path / "upwatch.yml"
     url = httpserver.url_for("/health")
-    write_config(config, url, "orders", "billing", extra="workers: 1\n")
-    # `auto` means the usable CPUs (3 here), at most one process per allowed concurrent probe (2 here), once
-    # the config asks for 50 probes a second (12 endpoints every 200 ms: 60); below that, this process.
+    write_config(config, url, "orders", "billing", extra="workers: 0\n")
     agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG, cpus=lambda: 3)
     with structlog.testing.capture_logs() as logs:
         await agent.start()
@@ -248,8 +247,21 @@ async def test_reload_moves_probing_between_the_main_process_and_workers(
             seen = successes(await scrape_until(base, "a probe", lambda m: successes(m, "orders")), "orders")
             assert agent.worker_pids == []
 
+            # `auto`, once the config asks for 50 probes a second (12 endpoints every 200 ms: 60),
+            # starts as many workers as their CPU needs: one for 60 plain HTTP probes a second.
             many = ["orders", "billing", *(f"extra-{i}" for i in range(10))]
-            write_config(config, url, *many, extra="workers: auto\nmax_concurrent_probes: 2\n")
+            write_config(config, url, *many, extra="workers: auto\n")
+            assert (await agent.reload())[0]
+            metrics = await scrape_until(
+                base,
+                "one worker probing",
+                lambda m: value(m, "upwatch_probe_workers") == 1 and successes(m, "orders") > seen + 2,
+            )
+            assert len(agent.worker_pids) == 1
+            seen = successes(metrics, "orders")
+
+            # At most one worker per allowed concurrent probe.
+            write_config(config, url, *many, extra="workers: 3\nmax_concurrent_probes: 2\n")
             assert (await agent.reload())[0]
             metrics = await scrape_until(
                 base,
@@ -267,4 +279,27 @@ async def test_reload_moves_probing_between_the_main_process_and_workers(
         finally:
             await agent.stop()
     chosen = [(e["workers"], e["setting"]) for e in logs if e["event"] == "probe processes"]
-    assert chosen == [(1, "1"), (2, "auto"), (1, "auto")]
+    assert chosen == [(0, "0"), (1, "auto"), (2, "3"), (0, "auto")]
+
+
+@pytest.mark.parametrize(
+    ("count", "interval", "scheme", "cpus", "expected"),
+    [
+        pytest.param(10, "30s", "http", 8, 0, id="small: the main process probes"),
+        pytest.param(499, "60s", "https", 8, 0, id="under both thresholds"),
+        pytest.param(500, "60s", "http", 8, 1, id="500 endpoints: one worker"),
+        pytest.param(60, "1s", "http", 8, 1, id="60 probes a second: one worker"),
+        pytest.param(5000, "5s", "http", 2, 1, id="1,000 HTTP probes a second fit one worker"),
+        pytest.param(1000, "10s", "https", 2, 1, id="100 HTTPS probes a second fit one worker"),
+        pytest.param(5000, "5s", "https", 2, 2, id="1,000 HTTPS probes a second: every CPU"),
+        pytest.param(5000, "5s", "https", 8, 5, id="no more workers than their CPU needs"),
+    ],
+)
+def test_auto_workers_follow_the_probes_cpu_need(
+    count: int, interval: str, scheme: str, cpus: int, expected: int
+) -> None:
+    endpoints = [
+        Endpoint.model_validate({"name": f"ep-{i}", "url": f"{scheme}://127.0.0.1/", "interval": interval})
+        for i in range(count)
+    ]
+    assert auto_workers(endpoints, cpus) == expected

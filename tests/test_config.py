@@ -573,23 +573,23 @@ BAD_CONFIGS = [
         id="max-concurrent-probes-0",
     ),
     pytest.param(
-        "endpoints: []\nworkers: 0\n",
-        [(2, 10, "workers", "must be a number of processes from 1 to 1024 or 'auto', got an integer 0")],
-        id="workers-0",
+        "endpoints: []\nworkers: -1\n",
+        [(2, 10, "workers", "must be a number of processes from 0 to 1024 or 'auto', got an integer -1")],
+        id="workers-negative",
     ),
     pytest.param(
         "endpoints: []\nworkers: all\n",
-        [(2, 10, "workers", "must be a number of processes from 1 to 1024 or 'auto', got a string 'all'")],
+        [(2, 10, "workers", "must be a number of processes from 0 to 1024 or 'auto', got a string 'all'")],
         id="workers-word",
     ),
     pytest.param(
         "endpoints: []\nworkers: yes\n",
-        [(2, 10, "workers", "must be a number of processes from 1 to 1024 or 'auto', got a boolean")],
+        [(2, 10, "workers", "must be a number of processes from 0 to 1024 or 'auto', got a boolean")],
         id="workers-boolean",
     ),
     pytest.param(
         "endpoints: []\nworkers: 1.5\n",
-        [(2, 10, "workers", "must be a number of processes from 1 to 1024 or 'auto', got a number 1.5")],
+        [(2, 10, "workers", "must be a number of processes from 0 to 1024 or 'auto', got a number 1.5")],
         id="workers-fraction",
     ),
     pytest.param(
@@ -1034,7 +1034,9 @@ def test_good_full_config_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert status.slo is None
 
 
-@pytest.mark.parametrize(("text", "expected"), [("", "auto"), ("workers: auto\n", "auto"), ("workers: 1\n", 1)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("", "auto"), ("workers: auto\n", "auto"), ("workers: 0\n", 0), ("workers: 1\n", 1)]
+)
 def test_workers(text: str, expected: int | str) -> None:
     assert parse_config("endpoints: []\n" + text).workers == expected
 
@@ -1283,7 +1285,7 @@ def test_schema_accepts_the_good_configs(validator: jsonschema.Draft202012Valida
     [
         pytest.param({"endpoints": [{"name": "a", "url": "http://x", "intervl": "3s"}]}, ["endpoints", 0], id="key"),
         pytest.param({"endponts": []}, [], id="top-key"),
-        pytest.param({"workers": 0}, ["workers"], id="workers-0"),
+        pytest.param({"workers": -1}, ["workers"], id="workers-negative"),
         pytest.param({"workers": "all"}, ["workers"], id="workers-word"),
         pytest.param(
             {"endpoints": [{"name": "a", "url": "http://x", "interval": "3x"}]},

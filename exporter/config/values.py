@@ -264,12 +264,12 @@ MAX_WORKERS = 1024
 
 
 def parse_workers(value: object) -> int | str:
-    """A number of probe worker processes (1 or more), or `auto`."""
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS):
+    """A number of probe worker processes (0: the main process probes), or `auto`."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_WORKERS):
         return value
     shown_value = f" {value!r}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
     raise ValueError(
-        f"must be a number of processes from 1 to {MAX_WORKERS} or 'auto', got {type_name(value)}{shown_value}"
+        f"must be a number of processes from 0 to {MAX_WORKERS} or 'auto', got {type_name(value)}{shown_value}"
     )
 
 
@@ -336,8 +336,8 @@ Workers = Annotated[
     BeforeValidator(parse_workers),
     WithJsonSchema(
         {
-            "oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_WORKERS}, {"const": "auto"}],
-            "description": "probe worker processes: a number, or auto (the CPUs upwatch may use); 1 probes in-process",
+            "oneOf": [{"type": "integer", "minimum": 0, "maximum": MAX_WORKERS}, {"const": "auto"}],
+            "description": "probe worker processes: a number (0: the main process probes), or auto (as the load needs)",
         }
     ),
 ]
