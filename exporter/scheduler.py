@@ -1,4 +1,9 @@
-"""One supervised probe loop per endpoint: spread start, drift-free interval, deadline, concurrency cap."""
+"""One supervised probe loop per endpoint: spread start, drift-free interval, deadline, concurrency cap.
+
+A loop between two probes is a timer on the event loop, not a task: a task exists only while its
+probe runs. At thousands of endpoints a sleeping task per endpoint (its coroutine frame, the
+future it awaits, the task registry's entry) would hold a few kilobytes each, for nothing.
+"""
 
 from __future__ import annotations
 
@@ -97,7 +102,7 @@ class Scheduler:
         self._max_concurrency = max_concurrency
         self._log = log
         self._wall_clock = wall_clock
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loops: dict[str, _Loop] = {}
         self._endpoints: dict[str, Endpoint | ProbeSpec] = {}
         self._anchor = asyncio.get_running_loop().time() if anchor is None else anchor
         self._stopping = False
@@ -105,7 +110,7 @@ class Scheduler:
     @property
     def running(self) -> int:
         """How many endpoint loops are alive."""
-        return sum(1 for t in self._tasks.values() if not t.done())
+        return len(self._loops)
 
     async def apply(
         self,
@@ -141,54 +146,69 @@ class Scheduler:
     async def stop(self) -> None:
         """Stop every loop; probes in flight are cancelled."""
         self._stopping = True
-        await self._cancel(list(self._tasks))
+        await self._cancel(list(self._loops))
         self._endpoints.clear()
 
     async def _cancel(self, names: Sequence[str]) -> None:
-        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
-        for task in tasks:
-            task.cancel()
+        tasks = []
+        for name in names:
+            entry = self._loops.pop(name, None)
+            if entry is None:
+                continue
+            if entry.timer is not None:
+                entry.timer.cancel()
+            if entry.task is not None:
+                entry.task.cancel()
+                tasks.append(entry.task)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _start(self, endpoint: Endpoint | ProbeSpec, delay: float = 0.0, resume_from: float | None = None) -> None:
-        task = asyncio.create_task(self._loop(endpoint, delay, resume_from), name=f"probe:{endpoint.name}")
-        self._tasks[endpoint.name] = task
-        task.add_done_callback(functools.partial(self._supervise, endpoint))
+        loop = asyncio.get_running_loop()
+        entry = _Loop(endpoint, spread_offset(endpoint.name, endpoint.interval))
+        self._loops[endpoint.name] = entry
+        entry.tick = next_tick(self._anchor, entry.offset, endpoint.interval, loop.time() + delay)
+        if resume_from is not None:
+            owed = next_tick(self._anchor, entry.offset, endpoint.interval, resume_from)
+            self._skipped(endpoint, round((entry.tick - owed) / endpoint.interval), SkipCause.WORKER_DOWN)
+        entry.timer = loop.call_at(entry.tick, self._fire, entry)
 
-    def _supervise(self, endpoint: Endpoint | ProbeSpec, task: asyncio.Task[None]) -> None:
-        """Restart a loop that died of a bug, so one endpoint never stops probing for good."""
-        if task.cancelled() or self._stopping or self._tasks.get(endpoint.name) is not task:
+    def _fire(self, entry: _Loop) -> None:
+        """The endpoint's tick: start its probe."""
+        entry.timer = None
+        entry.task = task = asyncio.create_task(self._run(entry))
+        task.add_done_callback(functools.partial(self._ran, entry))
+
+    def _ran(self, entry: _Loop, task: asyncio.Task[None]) -> None:
+        """A probe ended: wait for the next tick, or restart a loop that died of a bug, so it never stops for good."""
+        entry.task = None
+        if task.cancelled() or self._stopping or self._loops.get(entry.endpoint.name) is not entry:
             return
         exc = task.exception()
-        self._log.error("probe loop crashed", endpoint=endpoint.name, error=repr(exc))
-        self._start(endpoint, delay=RESTART_DELAY_SECONDS)
+        if exc is not None:
+            self._log.error("probe loop crashed", endpoint=entry.endpoint.name, error=repr(exc))
+            del self._loops[entry.endpoint.name]
+            self._start(entry.endpoint, delay=RESTART_DELAY_SECONDS)
+            return
+        entry.timer = asyncio.get_running_loop().call_at(entry.tick, self._fire, entry)
 
-    async def _loop(self, endpoint: Endpoint | ProbeSpec, delay: float, resume_from: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        if delay:
-            await asyncio.sleep(delay)
-        offset = spread_offset(endpoint.name, endpoint.interval)
-        tick = next_tick(self._anchor, offset, endpoint.interval, loop.time())
-        if resume_from is not None:
-            owed = next_tick(self._anchor, offset, endpoint.interval, resume_from)
-            self._skipped(endpoint, round((tick - owed) / endpoint.interval), SkipCause.WORKER_DOWN)
-        while True:
-            await asyncio.sleep(max(0.0, tick - loop.time()))
-            result = await self._probe_once(endpoint)
-            try:
-                self._sink.result(result)
-            except Exception:  # a sink's bug must not stop probing
-                self._log.exception("result sink failed", endpoint=endpoint.name)
-            # Drift-free: the next tick is on the grid, whatever this probe cost; ticks that
-            # passed while waiting for a free slot are skipped, not run in a burst.
-            following = tick + endpoint.interval
-            now = loop.time()
-            if following < now:
-                missed = next_tick(self._anchor, offset, endpoint.interval, now)
-                self._skipped(endpoint, round((missed - following) / endpoint.interval), SkipCause.LATE)
-                following = missed
-            tick = following
+    async def _run(self, entry: _Loop) -> None:
+        """Probe once, hand the result over and set the loop's next tick."""
+        endpoint = entry.endpoint
+        result = await self._probe_once(endpoint)
+        try:
+            self._sink.result(result)
+        except Exception:  # a sink's bug must not stop probing
+            self._log.exception("result sink failed", endpoint=endpoint.name)
+        # Drift-free: the next tick is on the grid, whatever this probe cost; ticks that passed
+        # while waiting for a free slot are skipped, not run in a burst.
+        following = entry.tick + endpoint.interval
+        now = asyncio.get_running_loop().time()
+        if following < now:
+            missed = next_tick(self._anchor, entry.offset, endpoint.interval, now)
+            self._skipped(endpoint, round((missed - following) / endpoint.interval), SkipCause.LATE)
+            following = missed
+        entry.tick = following
 
     def _skipped(self, endpoint: Endpoint | ProbeSpec, ticks: int, cause: SkipCause) -> None:
         if ticks > 0:
@@ -215,3 +235,16 @@ class Scheduler:
                     started_at=started,
                     duration_seconds=max(0.0, self._wall_clock() - started),
                 )
+
+
+class _Loop:
+    """One endpoint's loop: its next tick, and the timer waiting for it or the task probing."""
+
+    __slots__ = ("endpoint", "offset", "task", "tick", "timer")
+
+    def __init__(self, endpoint: Endpoint | ProbeSpec, offset: float) -> None:
+        self.endpoint = endpoint
+        self.offset = offset
+        self.tick = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
