@@ -274,6 +274,7 @@ class Agent:
         else:
             await self._scheduler.apply((), cap)
             await self._pool.apply(endpoints, cap, workers, resume_from=previous)
+        self._prober.retain({ep.name for ep in endpoints} if workers == 0 else ())
         if workers != self._workers:
             self._yield_to_workers(workers > 0)
             self._log.info(

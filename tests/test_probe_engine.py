@@ -286,3 +286,17 @@ def test_the_prober_loads_without_the_config_machinery() -> None:
     code = f"import sys, exporter.probes.http; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_the_prober_forgets_endpoints_a_reload_removed(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/").respond_with_data("ok")
+    prober = HttpProber()
+    endpoints = [make_endpoint(httpserver.url_for("/"), name=f"ep-{i}") for i in range(3)]
+    try:
+        for endpoint in endpoints:
+            assert (await prober.probe(endpoint)).success
+        prober.retain({"ep-0"})
+        assert set(prober._prepared) == {"ep-0"}  # what it built for the others is gone
+        assert (await prober.probe(endpoints[2])).success  # and is built again if they come back
+    finally:
+        await prober.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -125,6 +126,11 @@ class HttpProber:
         self._tls.clear()
         self._prepared.clear()
         await self._resolver.aclose()
+
+    def retain(self, names: Collection[str]) -> None:
+        """Forget what was prepared for endpoints other than `names` (after a reload removed some)."""
+        for name in [n for n in self._prepared if n not in names]:
+            del self._prepared[name]
 
     async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
         """Probe once within `deadline` (loop time; default now + timeout); never raises for a failing target."""

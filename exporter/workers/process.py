@@ -140,6 +140,7 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
             changes = await scheduler.apply(
                 list(endpoints.values()), message.max_concurrency, resume_from=message.resume_from
             )
+            prober.retain(endpoints)
             if first:
                 gc.freeze()  # the endpoints, SSL contexts and clients just made live as long, too
                 first = False
