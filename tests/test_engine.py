@@ -6,6 +6,7 @@ holds, with a generous deadline); none asserts on a stopwatch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -110,6 +111,29 @@ def test_a_killed_worker_is_restarted_and_its_probes_in_flight_are_counted_lost(
         assert value(samples, "upwatch_probes_lost_total", reason="worker_exit") == died["lost_probes"]
         assert value(samples, "upwatch_probe_workers") == 2
         assert all(probes(samples, n, "failure") == 0 for n in healthy)
+
+
+def test_a_hung_worker_is_killed_and_restarted(tmp_path: Path, nginx_target: Nginx) -> None:
+    names = [f"ep-{i}" for i in range(4)]
+    config = tmp_path / "upwatch.yml"
+    write_upwatch_config(config, [endpoint_yaml(n, nginx_target.url("/")) for n in names], workers=1)
+    with serve_upwatch(tmp_path, config) as agent:
+        wait_for("every endpoint probed", lambda: all_probed(agent, names), DEADLINE)
+        before = agent.workers()["upwatch-probe0"]
+        os.kill(before, signal.SIGSTOP)  # alive, its pipes open, but silent: hung
+        try:
+            wait_for("the hung worker to be restarted", lambda: agent.events("probe worker restarted"), 2 * DEADLINE)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(before, signal.SIGCONT)
+        (hung,) = agent.events("probe worker hung; killing it")
+        assert hung["worker"] == 0 and hung["level"] == "error"
+        (died,) = agent.events("probe worker died")
+        assert died["signal"] == "SIGKILL"
+        at_restart = agent.metrics()
+        wait_for("probed again", lambda: all_probed(agent, names, 2, than=at_restart), DEADLINE)
+        assert agent.workers()["upwatch-probe0"] != before
+        assert value(agent.metrics(), "upwatch_probe_worker_restarts_total") == 1
 
 
 def test_a_reload_changing_one_endpoint_moves_nothing_and_keeps_the_other_loops(

@@ -101,6 +101,25 @@ async def test_results_of_one_loop_iteration_go_out_as_one_batch(pipe: Pipe) -> 
     assert [decode_result(r).endpoint for r in second.results] == ["d"]
 
 
+@pytest.mark.looptime  # the sleeps below are on the loop's fake clock
+async def test_an_idle_worker_sends_heartbeats_and_a_busy_one_needs_none(pipe: Pipe) -> None:
+    outbox = Outbox(pipe.writer)
+    outbox.heartbeat(1.0)  # at once: nothing was written yet
+    pipe.start_reading()
+    assert await asyncio.wait_for(read_message(pipe.reader), 0.5) == Batch((), (), 0)
+    assert await asyncio.wait_for(read_message(pipe.reader), 1.5) == Batch((), (), 0)  # idle for a period: another
+    for _ in range(6):  # results written in every period: they are the sign of life
+        outbox.result(result("a"))
+        await asyncio.sleep(0.5)
+    outbox.heartbeat_cancel()
+    outbox.flush()
+    pipe.writer.close()
+    batches = []
+    while (message := await read_message(pipe.reader)) is not None:
+        batches.append(message)
+    assert all(isinstance(b, Batch) and b.results for b in batches)
+
+
 async def test_a_backed_up_pipe_drops_results_counts_them_and_never_blocks(pipe: Pipe) -> None:
     # Nobody reads: the kernel's pipe buffer fills, then the transport's own buffer up to the
     # limit; after that results are dropped (and counted), and writing never blocks the loop.

@@ -38,6 +38,9 @@ RESTART_BACKOFF_MAX = 30.0
 # A worker that ran this long before dying was not crash-looping: its next restart is quick again.
 STABLE_AFTER_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
+# A worker sends at least a heartbeat every second (process.HEARTBEAT_SECONDS); one silent this
+# long is hung (stopped, or stuck in a loop that never yields) and is killed, then started again.
+HANG_TIMEOUT_SECONDS = 10.0
 
 
 class BatchRecorder(Protocol):
@@ -310,7 +313,13 @@ class WorkerPool:
         """Hand the worker's batches to the recorder until its pipe ends."""
         while True:
             try:
-                message = await read_message(reader)
+                message = await asyncio.wait_for(read_message(reader), HANG_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self._log.error("probe worker hung; killing it", worker=slot.index, silent_for_s=HANG_TIMEOUT_SECONDS)
+                if slot.process is not None:
+                    slot.process.kill()
+                slot.pid = None
+                return
             except Exception:  # a garbled pipe: the worker cannot be trusted any more
                 self._log.exception("probe worker sent a bad message; killing it", worker=slot.index)
                 if slot.process is not None:

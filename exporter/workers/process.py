@@ -42,6 +42,9 @@ COUNTERS_BYTES = 16
 # Results waiting in the pipe's user-space buffer beyond this (the main process is not reading)
 # are dropped and counted rather than kept: probing goes on on time either way.
 MAX_BACKLOG_BYTES = 8 * 1024 * 1024
+# A worker with nothing to send still writes an empty batch this often, so that the main process
+# can tell an idle worker from a hung one (see pool.HANG_TIMEOUT_SECONDS).
+HEARTBEAT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
     closed: asyncio.Future[None] = loop.create_future()
     transport, _ = await loop.connect_write_pipe(lambda: _PipeClosed(closed), os.fdopen(results_fd, "wb", 0))
     outbox = Outbox(transport)
+    outbox.heartbeat(HEARTBEAT_SECONDS)
     tls = TLSContexts()
     prober = HttpProber(tls)
     scheduler = Scheduler(
@@ -152,6 +156,7 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
                 max_concurrency=message.max_concurrency,
             )
     finally:
+        outbox.heartbeat_cancel()
         await scheduler.stop()
         await prober.aclose()
         outbox.flush()
@@ -231,6 +236,20 @@ class Outbox:
         self._skipped: dict[tuple[str, SkipCause], int] = {}
         self._dropped = 0
         self._pending = False
+        self._written = False  # since the last heartbeat
+        self._beat: asyncio.TimerHandle | None = None
+
+    def heartbeat(self, every: float) -> None:
+        """Write an empty batch if nothing was written since the last heartbeat; again in `every` seconds."""
+        if not self._written and not self._transport.is_closing():
+            self._transport.write(frame(Batch((), (), 0)))
+        self._written = False
+        self._beat = asyncio.get_running_loop().call_later(every, self.heartbeat, every)
+
+    def heartbeat_cancel(self) -> None:
+        """Stop the heartbeats."""
+        if self._beat is not None:
+            self._beat.cancel()
 
     def result(self, result: ProbeResult) -> None:
         """Queue one result."""
@@ -259,6 +278,7 @@ class Outbox:
             return
         skipped = tuple((name, ticks, cause) for (name, cause), ticks in self._skipped.items())
         self._transport.write(frame(Batch(tuple(self._results), skipped, self._dropped)))
+        self._written = True
         self._results.clear()
         self._skipped.clear()
         self._dropped = 0
