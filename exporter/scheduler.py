@@ -34,7 +34,7 @@ class SkipCause(StrEnum):
     """Why scheduled probes never ran."""
 
     LATE = "late"  # the previous probe, or the wait for a free slot, ran past them
-    WORKER_DOWN = "worker_down"  # the worker process probing the endpoint had died and was being restarted
+    WORKER_DOWN = "worker_down"  # the worker process to probe the endpoint was starting, or restarting after it died
 
 
 class Prober(Protocol):

@@ -147,6 +147,9 @@ class WorkerPool:
                     slot.resume_from[name] = now
                 elif resume_from and name in resume_from:
                     slot.resume_from[name] = resume_from[name]
+                elif name not in owner:
+                    # New here: owed from now, so that ticks passing while a worker starts count as skipped.
+                    slot.resume_from[name] = now
             if slot.supervisor is None:
                 self._start_supervisor(slot)
             else:
