@@ -629,3 +629,17 @@ def test_endpoints_with_the_same_label_names_share_line_templates() -> None:
     texts = exposition._texts
     assert texts["a"].templates is texts["b"].templates
     assert texts["a"].templates is not texts["c"].templates
+    # the templates of label names no endpoint has any more are let go
+    store.sync([endpoint("a", labels={"team": "x"}), endpoint("c", labels={"team": "z"})])
+    exposition.render()
+    assert len(exposition._renderer._templates) == 1
+    assert_same_as_reference(store, exposition)
+
+
+def test_a_refresh_after_skipped_ticks_alone_renders_what_prometheus_client_renders(store: ResultStore) -> None:
+    exposition = ProbeExposition(store)
+    store.record(good("orders-api", CREATED_AT + 1))
+    exposition.refresh(["orders-api"])
+    store.record_skipped("orders-api", 2)  # no probe result: only the skipped ticks changed
+    exposition.refresh(["orders-api"])
+    assert_same_as_reference(store, exposition)

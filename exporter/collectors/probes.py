@@ -8,8 +8,9 @@ faster than the probes do, and the text must not be held twice, so it is kept in
   they can fall on both sides of a family's own label, `le` or `phase`) and for each value;
 - per endpoint, its own labels, escaped once per config, and its rendered lines: the templates
   filled with the labels and the values, formatted by prometheus_client's own function; redone
-  only for the families whose values changed, and only for endpoints whose store `version`
-  changed (after each probe result, by `refresh`).
+  only for endpoints whose store `version` changed (after each probe result, by `refresh`), and
+  only for the families whose values changed: the values of the last render are kept to tell,
+  except for the few families that every probe result changes.
 
 A scrape then only joins the lines: family by family, endpoints in config order. The output is
 byte for byte what prometheus_client's `generate_latest` renders for the same metric families
@@ -25,7 +26,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import repeat
+from itertools import accumulate, repeat
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
@@ -89,6 +90,11 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "upwatch_endpoint_info": (_GAUGE, "Probed endpoint: URL without credentials or query string, and HTTP method."),
 }
 _HIST = "upwatch_probe_duration_seconds"
+_DATA_FAMILIES = len(_FAMILIES) - 4  # the last four depend on the endpoint's config alone
+# Data families that every probe result changes (a count goes up, the last run is later): redone
+# whenever the endpoint's data changed, without comparing, and so without keeping, their values.
+# Kept, their counts (new int objects in every snapshot) would cost more than the lines.
+_VOLATILE = frozenset({"upwatch_probes_total", _HIST, "upwatch_probe_last_run_timestamp_seconds"})
 # Iterating an enum class is slow (a generator over its members); these are read on every refresh.
 _REASONS = tuple(FailureReason)
 _STATES = tuple(State)
@@ -187,12 +193,14 @@ class _LineTemplates:
     once per config by `labels`, in runs: the stretches of its labels that no label of the family
     falls between once sorted by name (`phase` splits `endpoint` and `team` into two runs, `le`
     too, `result` does not). A family's `getters` entry picks, from the texts of its values
-    followed by those runs, the arguments of its template in the order of its `%s`.
+    followed by those runs, the arguments of its template in the order of its `%s`; a family of
+    one sample and no label of its own needs none: its template is `name{%s} %s`, for the `whole`
+    run (every label of the endpoint) and the value.
     """
 
-    __slots__ = ("__weakref__", "data_runs", "getters", "runs", "templates")
+    __slots__ = ("__weakref__", "data_runs", "getters", "runs", "templates", "whole")
 
-    def __init__(self, keys: tuple[str, ...], layout: _Layout, data_families: int) -> None:
+    def __init__(self, keys: tuple[str, ...], layout: _Layout) -> None:
         runs: dict[tuple[int, int], int] = {}  # run -> its place in `labels`, in order of first use
         templates = []
         getters = []
@@ -213,10 +221,11 @@ class _LineTemplates:
             templates.append("".join(lines).encode())
             # The values' texts come first, then the runs: a run's index is past the family's values.
             getters.append(operator.itemgetter(*[p if p >= 0 else len(samples) - 1 - p for p in picks]))
-            if family < data_families:
+            if family < _DATA_FAMILIES:
                 data_runs = len(runs)
         self.data_runs = data_runs  # the runs the data families take come first: `refresh` keeps only those
         self.runs = tuple(runs)
+        self.whole = runs[0, len(keys)]
         self.templates = tuple(templates)
         self.getters = tuple(getters)
 
@@ -229,46 +238,54 @@ class _LineTemplates:
         return tuple([",".join(pairs[start:stop]).encode() for start, stop in self.runs])
 
 
-_ABSENT: tuple[Value, ...] = (None,)  # the values of a family the endpoint does not have (now)
-_NO_PROBE = (_ABSENT,) * 10  # the probe_* families, before the first probe
-_ONE: tuple[Value, ...] = (1.0,)
+# The values of the data families, flat (see `_data_values`): the stable families' first, then the
+# volatile ones', each in exposition order. An absent family's values are all None.
+_NO_PROBE: tuple[Value, ...] = (None,) * (9 + len(PHASES))  # the probe_* families' 14, before the first probe
 _PHASE_ZERO = 0.0  # one object, so that an unchanged missing phase compares identical (see `_Renderer.render`)
 
 
-def _data_values(ep: EndpointSnapshot) -> tuple[tuple[Value, ...], ...]:
-    """The values of the endpoint's data families (all but the config ones), per family; `_ABSENT` where absent."""
+def _data_values(ep: EndpointSnapshot) -> tuple[Value, ...]:
+    """The values of the endpoint's data families (all but the config ones), flat: one tuple, not one per
+    family, since `_EndpointText` keeps them; `_Renderer` knows where each family's are."""
     last = ep.last
     if last is None:
         probe = _NO_PROBE
     else:
         phases = last.phases
-        expiry = last.cert_expiry_timestamp
         probe = (
-            (1.0 if last.success else 0.0,),
-            (last.duration_seconds,),
-            (last.status_code,),
-            tuple([phases.get(p, _PHASE_ZERO) for p in PHASES]),
-            (last.content_length,),
-            (last.redirects,),
-            (1.0 if last.ssl else 0.0,),
-            (last.http_version,),
-            _ABSENT if expiry is None else (expiry,),
-            (1.0 if last.failed_due_to_regex else 0.0,),
+            1.0 if last.success else 0.0,
+            last.duration_seconds,
+            last.status_code,
+            *[phases.get(p, _PHASE_ZERO) for p in PHASES],
+            last.content_length,
+            last.redirects,
+            1.0 if last.ssl else 0.0,
+            last.http_version,
+            last.cert_expiry_timestamp,
+            1.0 if last.failed_due_to_regex else 0.0,
         )
     state = ep.state
     current = state.state
     return (
         *probe,
-        (ep.probes_success, ep.probes_failure),
-        tuple(map(ep.failures.__getitem__, _REASONS)),
-        (ep.ticks_skipped,),
-        (*ep.bucket_counts, ep.duration_count, ep.duration_sum),
-        tuple([1.0 if s is current else 0.0 for s in _STATES]),
-        (state.incidents,),
-        (state.downtime_seconds,),
-        (state.since,),
-        _ABSENT if ep.last_run is None else (ep.last_run,),
+        *map(ep.failures.__getitem__, _REASONS),
+        ep.ticks_skipped,
+        *[1.0 if s is current else 0.0 for s in _STATES],
+        state.incidents,
+        state.downtime_seconds,
+        state.since,
+        # the volatile families
+        ep.probes_success,
+        ep.probes_failure,
+        *ep.bucket_counts,
+        ep.duration_count,
+        ep.duration_sum,
+        ep.last_run,
     )
+
+
+_ABSENT: tuple[Value, ...] = (None,)  # the values of a family the endpoint does not have (now)
+_ONE: tuple[Value, ...] = (1.0,)
 
 
 def _config_values(endpoint: Endpoint) -> tuple[tuple[Value, ...], ...]:
@@ -294,7 +311,7 @@ class _EndpointText:
     version: int  # the store's version of the data
     templates: _LineTemplates  # shared by the endpoints with the same label names
     labels: tuple[bytes, ...]  # its runs of labels that the data families' templates take
-    values: tuple[tuple[Value, ...], ...]  # per data family
+    values: tuple[Value, ...]  # the stable families' values, flat (see `_data_values`)
     chunks: tuple[bytes, ...]  # per family: the rendered lines, b"" when absent
 
 
@@ -310,6 +327,17 @@ class _Renderer:
         self._int_texts: dict[int, bytes] = {}
         # Per set of label names; an entry goes when the last endpoint with those names does.
         self._templates: weakref.WeakValueDictionary[tuple[str, ...], _LineTemplates] = weakref.WeakValueDictionary()
+        # Where each data family's values are in `_data_values`: the stable families' first.
+        names = list(_FAMILIES)[:_DATA_FAMILIES]
+        order = sorted(range(_DATA_FAMILIES), key=lambda f: names[f] in _VOLATILE)
+        stops = list(accumulate(len(self._layout[f]) for f in order))
+        # (family, start, stop, whether to compare its values with the previous ones), in that order
+        self._spans = tuple(
+            (f, stop - len(self._layout[f]), stop, names[f] not in _VOLATILE)
+            for f, stop in zip(order, stops, strict=True)
+        )
+        self._kept = max(stop for *_, stop, stable in self._spans if stable)  # the values an `_EndpointText` keeps
+        self._slices = tuple(slice(start, stop) for _, start, stop, _ in sorted(self._spans))  # in exposition order
 
     def render(self, ep: EndpointSnapshot, previous: _EndpointText | None) -> _EndpointText:
         """The endpoint's text; only families whose values changed since `previous` are formatted again."""
@@ -317,22 +345,39 @@ class _Renderer:
         endpoint = ep.endpoint
         if previous is None or not (previous.endpoint is endpoint or previous.endpoint == endpoint):
             keys = tuple(sorted(["endpoint", *endpoint.labels]))
-            templates = self._templates.get(keys)
-            if templates is None:
-                templates = self._templates[keys] = _LineTemplates(keys, self._layout, len(values))
-            labels = templates.labels(endpoint)
-            every = (*values, *_config_values(endpoint))
-            lines = tuple(map(self._chunk, templates.templates, templates.getters, repeat(labels), every))
-            return _EndpointText(endpoint, ep.version, templates, labels[: templates.data_runs], values, lines)
-        templates = previous.templates
+            shared = self._templates.get(keys)
+            if shared is None:
+                shared = self._templates[keys] = _LineTemplates(keys, self._layout)
+            labels = shared.labels(endpoint)
+            every = (*[values[s] for s in self._slices], *_config_values(endpoint))
+            lines = tuple(map(self._chunk, shared.templates, shared.getters, repeat(labels), every))
+            return _EndpointText(endpoint, ep.version, shared, labels[: shared.data_runs], values[: self._kept], lines)
+        shared = previous.templates
+        templates = shared.templates
         labels = previous.labels
+        whole = labels[shared.whole]
+        memo = self._int_texts
+        kept = previous.values
         chunks = list(previous.chunks)
-        for f, (new, old) in enumerate(zip(values, previous.values, strict=True)):
-            # Equal values are written alike, except 0.0 and -0.0 (and NaN is only equal to itself).
-            if new is old or (new == old and (all(map(operator.is_, new, old)) or 0 not in new)):
+        for f, start, stop, stable in self._spans:
+            if stop - start == 1:  # one sample, no label of its own: the common case, made quick
+                new = values[start]
+                # Equal values are written alike, except 0.0 and -0.0 (and NaN is only equal to itself).
+                if stable and ((old := kept[start]) is new or (new == old and new != 0)):
+                    continue
+                if new is None:
+                    chunks[f] = b""
+                else:
+                    text = (memo.get(new) or self._count_text(new)) if type(new) is int else _go_float(new).encode()
+                    chunks[f] = templates[f] % (whole, text)
                 continue
-            chunks[f] = self._chunk(templates.templates[f], templates.getters[f], labels, new)
-        return _EndpointText(endpoint, ep.version, templates, labels, values, tuple(chunks))
+            news = values[start:stop]
+            if stable:
+                olds = kept[start:stop]
+                if news == olds and (all(map(operator.is_, news, olds)) or 0 not in news):
+                    continue
+            chunks[f] = self._chunk(templates[f], shared.getters[f], labels, news)
+        return _EndpointText(endpoint, ep.version, shared, labels, values[: self._kept], tuple(chunks))
 
     def _chunk(
         self,
