@@ -126,7 +126,8 @@ def _header(name: str) -> bytes:
 
 # One sample of an endpoint: its exposed name and its labels besides the endpoint's own, each
 # already written as `name="value"` (None for the info family, whose labels are the endpoint's URL
-# and method). `_data_values` and `_config_values` yield the values in exactly this order.
+# and method). `_data_values` and `_config_values` yield each family's values in exactly this
+# order (`_data_values` puts the `_VOLATILE` families last).
 _Sample = tuple[str, dict[str, str] | None]
 _Layout = tuple[tuple[_Sample, ...], ...]
 _INFO_LABELS = ("method", "url")  # the info family's own labels, given per endpoint
