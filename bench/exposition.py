@@ -9,7 +9,10 @@ then times what the agent does with it:
   every endpoint changed (the steady state of 1,000 probes/s scraped every 15 s);
 - the server's share: the body encoded and gzip-compressed at level 1, as Prometheus asks;
 - loop lag: how late a 1 ms asyncio timer fires while scrapes render in a worker thread, which is
-  what a scrape does to the probes' own timing.
+  what a scrape does to the probes' own timing;
+- memory: what the exposition holds once every endpoint was refreshed many times (the size of
+  every object reachable from it but not from the store or the module's constants), and the
+  process's RSS growth over the first render.
 
     .venv/bin/python bench/exposition.py --endpoints 5000
 """
@@ -18,13 +21,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import gzip
 import statistics
+import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from types import BuiltinFunctionType, FunctionType, ModuleType
 
+import psutil
+
+from exporter.collectors import probes
 from exporter.collectors.probes import ProbeExposition
 from exporter.config import Endpoint
 from exporter.results import PHASES, ProbeResult
@@ -94,6 +103,30 @@ class _Timings:
         )
 
 
+def _reachable(roots: Iterable[object], shared: dict[int, object] | None = None) -> dict[int, object]:
+    """Every object reachable from `roots` (by id) that is not in `shared`; classes, functions and
+    modules are neither counted nor followed."""
+    seen: dict[int, object] = {}
+    todo = list(roots)
+    while todo:
+        obj = todo.pop()
+        key = id(obj)
+        if key in seen or (shared is not None and key in shared):
+            continue
+        if isinstance(obj, type | ModuleType | FunctionType | BuiltinFunctionType):
+            continue
+        seen[key] = obj
+        todo.extend(gc.get_referents(obj))
+    return seen
+
+
+def _held(exposition: ProbeExposition, store: ResultStore) -> int:
+    """Bytes that only the exposition keeps alive: what dropping it would free."""
+    gc.collect()
+    shared = _reachable([store, vars(probes)])
+    return sum(map(sys.getsizeof, _reachable([exposition], shared).values()))
+
+
 async def _loop_lag(work: Callable[[], object], seconds: float) -> list[float]:
     """Lateness (ms) of a 1 ms timer while `work` runs over and over in a worker thread."""
     stop = threading.Event()
@@ -134,10 +167,15 @@ def main() -> None:
     t = time.time()
     for i, name in enumerate(names):
         store.record(_result(name, t, 0.05 + (i % 100) / 1000))
+    process = psutil.Process()
+    gc.collect()
+    rss_before = process.memory_info().rss
     exposition = ProbeExposition(store)
 
     first = _Timings(1e3)
     first.time(exposition.render)
+    gc.collect()
+    rss_growth = process.memory_info().rss - rss_before
     body = b"".join(_pieces(exposition.render()))
     lines = body.count(b"\n")
     samples = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
@@ -171,6 +209,7 @@ def main() -> None:
         gzipped.time(server_share)
     zipped_size = len(gzip.compress(body, compresslevel=1))
 
+    held = _held(exposition, store)
     idle_lag = asyncio.run(_loop_lag(lambda: time.sleep(0.01), args.lag_seconds))
     scrape_lag = asyncio.run(_loop_lag(server_share, args.lag_seconds))
 
@@ -185,6 +224,11 @@ def main() -> None:
     print(f"render + gzip -1       {gzipped}")
     print(f"loop lag, idle         {_lags(idle_lag)}")
     print(f"loop lag, scraping     {_lags(scrape_lag)}")
+    print(
+        f"memory held            {held / 2**20:.1f} MiB, {held / args.endpoints / 1024:.1f} KiB an endpoint "
+        f"(the text itself: {len(body) / args.endpoints / 1024:.1f} KiB)"
+    )
+    print(f"RSS growth             {rss_growth / 2**20:.1f} MiB over the first render")
 
 
 def _lags(ms: list[float]) -> str:

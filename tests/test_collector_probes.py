@@ -579,3 +579,67 @@ def test_a_changed_value_is_written_anew(before: float, after: float) -> None:
         store.record(good("a", CREATED_AT + 1, http_version=value, status_code=value, phases=phases))
         exposition.refresh(["a"])
         assert_same_as_reference(store, exposition)
+
+
+# Label names that sort before, between and after the families' own labels (le < method < phase <
+# reason < result < state < url), and some that only the info family's method and URL split.
+LABEL_NAME_SETS = [
+    {},
+    {"team": "payments"},
+    {"a": "x", "f": "%s", "lz": "%%", "mz": '"', "pz": "\\", "reb": "\n", "rf": "", "sz": "%(x)s", "v": "z"},
+    {"lz": "between le", "mz": "and method"},  # one run everywhere but in the info family
+    {"Zeta": "upper", "_under": "score", "team": "x"},
+]
+
+
+def test_endpoints_with_different_label_names_render_as_prometheus_client_does() -> None:
+    store = ResultStore(clock=lambda: CREATED_AT)
+    endpoints = [endpoint(f"{n}-{i}", labels=labels) for n, labels in enumerate(LABEL_NAME_SETS) for i in (0, 1)]
+    store.sync(endpoints)
+    exposition = ProbeExposition(store)
+    assert_same_as_reference(store, exposition)
+    for ep in endpoints:
+        store.record(good(ep.name, CREATED_AT + 1))
+    assert_same_as_reference(store, exposition)
+    for ep in endpoints[::3]:
+        store.record(failed(ep.name, CREATED_AT + 2, FailureReason.TIMEOUT, phases={"connect": -0.0}))
+        exposition.refresh([ep.name])
+    assert_same_as_reference(store, exposition)
+    # a reload that gives endpoints other label names, and other values under the same names
+    store.sync(
+        [
+            endpoint("0-0", labels=LABEL_NAME_SETS[2]),
+            endpoint("2-0", labels={}),
+            endpoint("3-1", labels={"lz": "new", "mz": "values"}),
+            endpoint("new", labels=LABEL_NAME_SETS[3]),
+        ]
+    )
+    store.record(good("new", CREATED_AT + 3))
+    assert_same_as_reference(store, exposition)
+    store.record(good("0-0", CREATED_AT + 4, duration=2.5))
+    exposition.refresh(["0-0"])
+    assert_same_as_reference(store, exposition)
+
+
+def test_endpoints_with_the_same_label_names_share_line_templates() -> None:
+    store = ResultStore(clock=lambda: CREATED_AT)
+    store.sync([endpoint("a", labels={"team": "x"}), endpoint("b", labels={"team": "y"}), endpoint("c")])
+    exposition = ProbeExposition(store)
+    exposition.render()
+    texts = exposition._texts
+    assert texts["a"].templates is texts["b"].templates
+    assert texts["a"].templates is not texts["c"].templates
+    # the templates of label names no endpoint has any more are let go
+    store.sync([endpoint("a", labels={"team": "x"}), endpoint("c", labels={"team": "z"})])
+    exposition.render()
+    assert len(exposition._renderer._templates) == 1
+    assert_same_as_reference(store, exposition)
+
+
+def test_a_refresh_after_skipped_ticks_alone_renders_what_prometheus_client_renders(store: ResultStore) -> None:
+    exposition = ProbeExposition(store)
+    store.record(good("orders-api", CREATED_AT + 1))
+    exposition.refresh(["orders-api"])
+    store.record_skipped("orders-api", 2)  # no probe result: only the skipped ticks changed
+    exposition.refresh(["orders-api"])
+    assert_same_as_reference(store, exposition)

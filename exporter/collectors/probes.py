@@ -1,13 +1,16 @@
 """Probe metrics: blackbox-compatible gauges and upwatch's counters, in the Prometheus text format.
 
 At 1,000 probes/s and thousands of endpoints, rendering must cost little and must not grow
-faster than the probes do, so the text is kept per endpoint and family, in two tiers:
+faster than the probes do, and the text must not be held twice, so it is kept in two tiers:
 
-- a line template: the sample names and the escaped, sorted label strings, with a `%s` for
-  each value; built when the endpoint's config (name, labels, URL, SLO...) changes, not otherwise;
-- the rendered lines: the template filled with the values, formatted by prometheus_client's own
-  function; redone only for the families whose values changed, and only for endpoints whose
-  store `version` changed (after each probe result, by `refresh`).
+- line templates, per family, shared by every endpoint with the same label names: the sample
+  names and label strings with a `%s` for each run of the endpoint's own labels (sorted by name,
+  they can fall on both sides of a family's own label, `le` or `phase`) and for each value;
+- per endpoint, its own labels, escaped once per config, and its rendered lines: the templates
+  filled with the labels and the values, formatted by prometheus_client's own function; redone
+  only for endpoints whose store `version` changed (after each probe result, by `refresh`), and
+  only for the families whose values changed: the values of the last render are kept to tell,
+  except for the few families that every probe result changes.
 
 A scrape then only joins the lines: family by family, endpoints in config order. The output is
 byte for byte what prometheus_client's `generate_latest` renders for the same metric families
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import operator
 import threading
+import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import accumulate, repeat
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
@@ -85,6 +90,11 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "upwatch_endpoint_info": (_GAUGE, "Probed endpoint: URL without credentials or query string, and HTTP method."),
 }
 _HIST = "upwatch_probe_duration_seconds"
+_DATA_FAMILIES = len(_FAMILIES) - 4  # the last four depend on the endpoint's config alone
+# Data families that every probe result changes (a count goes up, the last run is later): redone
+# whenever the endpoint's data changed, without comparing, and so without keeping, their values.
+# Kept, their counts (new int objects in every snapshot) would cost more than the lines.
+_VOLATILE = frozenset({"upwatch_probes_total", _HIST, "upwatch_probe_last_run_timestamp_seconds"})
 # Iterating an enum class is slow (a generator over its members); these are read on every refresh.
 _REASONS = tuple(FailureReason)
 _STATES = tuple(State)
@@ -116,15 +126,17 @@ def _header(name: str) -> bytes:
 
 # One sample of an endpoint: its exposed name and its labels besides the endpoint's own, each
 # already written as `name="value"` (None for the info family, whose labels are the endpoint's URL
-# and method). `_data_values` and `_config_values` yield the values in exactly this order.
+# and method). `_data_values` and `_config_values` yield each family's values in exactly this
+# order (`_data_values` puts the `_VOLATILE` families last).
 _Sample = tuple[str, dict[str, str] | None]
 _Layout = tuple[tuple[_Sample, ...], ...]
+_INFO_LABELS = ("method", "url")  # the info family's own labels, given per endpoint
 
 
 def _pair(name: str, value: str) -> str:
-    """One label as the text format writes it, `%` doubled for the line template."""
+    """One label as the text format writes it."""
     escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-    return f'{escape_label_name(name)}="{escaped}"'.replace("%", "%%")
+    return f'{escape_label_name(name)}="{escaped}"'
 
 
 def _layout(buckets: Sequence[float]) -> _Layout:
@@ -149,60 +161,132 @@ def _layout(buckets: Sequence[float]) -> _Layout:
     return tuple(per_family[name] for name in _FAMILIES)
 
 
-def _templates(endpoint: Endpoint, layout: _Layout) -> tuple[bytes, ...]:
-    """Per family, the endpoint's sample lines with `%s` where each value goes; labels sorted by name."""
-    own = {k: _pair(k, v) for k, v in {"endpoint": endpoint.name, **endpoint.labels}.items()}
-    info = {k: _pair(k, v) for k, v in {"url": endpoint.safe_url, "method": endpoint.method}.items()}
-    out = []
-    for samples in layout:
-        lines = []
-        for name, extra in samples:
-            labels = {**own, **(info if extra is None else extra)}
-            lines.append(f"{name}{{{','.join([labels[k] for k in sorted(labels)])}}} %s\n")
-        out.append("".join(lines).encode())
-    return tuple(out)
+def _line_labels(keys: tuple[str, ...], extra: dict[str, str] | None) -> list[str | tuple[int, int]]:
+    """A sample's labels, sorted by name: the family's own as their text, the endpoint's as runs.
+
+    A run (start, stop) stands for the endpoint's label pairs `start` to `stop`: its own labels
+    sorted by name, then (for the info family, where `extra` is None) its method and URL.
+    """
+    theirs: dict[str, str | tuple[int, int]] = (
+        {key: (len(keys) + i, len(keys) + i + 1) for i, key in enumerate(_INFO_LABELS)} if extra is None else {**extra}
+    )
+    out: list[str | tuple[int, int]] = []
+    own = 0
+    for key in sorted([*keys, *theirs]):  # the config reserves the families' label names
+        if key in theirs:
+            out.append(theirs[key])
+            continue
+        last = out[-1] if out else None
+        if isinstance(last, tuple) and last[1] == own:  # the previous label is the endpoint's too
+            out[-1] = (last[0], own + 1)
+        else:
+            out.append((own, own + 1))
+        own += 1
+    return out
 
 
-_ABSENT: tuple[Value, ...] = (None,)  # the values of a family the endpoint does not have (now)
-_NO_PROBE = (_ABSENT,) * 10  # the probe_* families, before the first probe
-_ONE: tuple[Value, ...] = (1.0,)
+class _LineTemplates:
+    """Per family, the sample lines of every endpoint whose own label names (`endpoint` and its
+    configured ones) are `keys`, with a `%s` for each run of its labels and for each value.
+
+    Shared by those endpoints: a template is as long as the text, so one per endpoint would hold
+    the exposition twice over. What an endpoint does not share is the text of its labels, written
+    once per config by `labels`, in runs: the stretches of its labels that no label of the family
+    falls between once sorted by name (`phase` splits `endpoint` and `team` into two runs, `le`
+    too, `result` does not). A family's `getters` entry picks, from the texts of its values
+    followed by those runs, the arguments of its template in the order of its `%s`; a family of
+    one sample and no label of its own needs none: its template is `name{%s} %s`, for the `whole`
+    run (every label of the endpoint) and the value.
+    """
+
+    __slots__ = ("__weakref__", "data_runs", "getters", "runs", "templates", "whole")
+
+    def __init__(self, keys: tuple[str, ...], layout: _Layout) -> None:
+        runs: dict[tuple[int, int], int] = {}  # run -> its place in `labels`, in order of first use
+        templates = []
+        getters = []
+        data_runs = 0
+        for family, samples in enumerate(layout):
+            lines = []
+            picks = []  # in the order of the family's `%s`: a value's index or, negative, a run's
+            for value, (name, extra) in enumerate(samples):
+                labels = []
+                for label in _line_labels(keys, extra):
+                    if isinstance(label, str):
+                        labels.append(label.replace("%", "%%"))
+                    else:
+                        labels.append("%s")
+                        picks.append(-1 - runs.setdefault(label, len(runs)))
+                lines.append(f"{name}{{{','.join(labels)}}} %s\n")
+                picks.append(value)
+            templates.append("".join(lines).encode())
+            # The values' texts come first, then the runs: a run's index is past the family's values.
+            getters.append(operator.itemgetter(*[p if p >= 0 else len(samples) - 1 - p for p in picks]))
+            if family < _DATA_FAMILIES:
+                data_runs = len(runs)
+        self.data_runs = data_runs  # the runs the data families take come first: `refresh` keeps only those
+        self.runs = tuple(runs)
+        self.whole = runs[0, len(keys)]
+        self.templates = tuple(templates)
+        self.getters = tuple(getters)
+
+    def labels(self, endpoint: Endpoint) -> tuple[bytes, ...]:
+        """The text of each run of the endpoint's labels, in the order the getters expect them."""
+        own = {"endpoint": endpoint.name, **endpoint.labels}
+        pairs = [_pair(k, own[k]) for k in sorted(own)]
+        info = {"method": endpoint.method, "url": endpoint.safe_url}
+        pairs += [_pair(k, info[k]) for k in _INFO_LABELS]
+        return tuple([",".join(pairs[start:stop]).encode() for start, stop in self.runs])
+
+
+# The values of the data families, flat (see `_data_values`): the stable families' first, then the
+# volatile ones', each in exposition order. An absent family's values are all None.
+_NO_PROBE: tuple[Value, ...] = (None,) * (9 + len(PHASES))  # the probe_* families' 14, before the first probe
 _PHASE_ZERO = 0.0  # one object, so that an unchanged missing phase compares identical (see `_Renderer.render`)
 
 
-def _data_values(ep: EndpointSnapshot) -> tuple[tuple[Value, ...], ...]:
-    """The values of the endpoint's data families (all but the config ones), per family; `_ABSENT` where absent."""
+def _data_values(ep: EndpointSnapshot) -> tuple[Value, ...]:
+    """The values of the endpoint's data families (all but the config ones), flat: one tuple, not one per
+    family, since `_EndpointText` keeps them; `_Renderer` knows where each family's are."""
     last = ep.last
     if last is None:
         probe = _NO_PROBE
     else:
         phases = last.phases
-        expiry = last.cert_expiry_timestamp
         probe = (
-            (1.0 if last.success else 0.0,),
-            (last.duration_seconds,),
-            (last.status_code,),
-            tuple([phases.get(p, _PHASE_ZERO) for p in PHASES]),
-            (last.content_length,),
-            (last.redirects,),
-            (1.0 if last.ssl else 0.0,),
-            (last.http_version,),
-            _ABSENT if expiry is None else (expiry,),
-            (1.0 if last.failed_due_to_regex else 0.0,),
+            1.0 if last.success else 0.0,
+            last.duration_seconds,
+            last.status_code,
+            *[phases.get(p, _PHASE_ZERO) for p in PHASES],
+            last.content_length,
+            last.redirects,
+            1.0 if last.ssl else 0.0,
+            last.http_version,
+            last.cert_expiry_timestamp,
+            1.0 if last.failed_due_to_regex else 0.0,
         )
     state = ep.state
     current = state.state
     return (
         *probe,
-        (ep.probes_success, ep.probes_failure),
-        tuple(map(ep.failures.__getitem__, _REASONS)),
-        (ep.ticks_skipped,),
-        (*ep.bucket_counts, ep.duration_count, ep.duration_sum),
-        tuple([1.0 if s is current else 0.0 for s in _STATES]),
-        (state.incidents,),
-        (state.downtime_seconds,),
-        (state.since,),
-        _ABSENT if ep.last_run is None else (ep.last_run,),
+        *map(ep.failures.__getitem__, _REASONS),
+        ep.ticks_skipped,
+        *[1.0 if s is current else 0.0 for s in _STATES],
+        state.incidents,
+        state.downtime_seconds,
+        state.since,
+        # the volatile families
+        ep.probes_success,
+        ep.probes_failure,
+        *ep.bucket_counts,
+        ep.duration_count,
+        ep.duration_sum,
+        ep.last_run,
     )
+
+
+_ABSENT: tuple[Value, ...] = (None,)  # the values of a family the endpoint does not have (now)
+_ONE: tuple[Value, ...] = (1.0,)
 
 
 def _config_values(endpoint: Endpoint) -> tuple[tuple[Value, ...], ...]:
@@ -224,10 +308,11 @@ def _ratio(percent: float) -> float:
 class _EndpointText:
     """One endpoint's rendered samples, and what they were rendered from. Never changed once built."""
 
-    endpoint: Endpoint  # the config the templates were built from
+    endpoint: Endpoint  # the config the labels were written from
     version: int  # the store's version of the data
-    templates: tuple[bytes, ...]  # per family
-    values: tuple[tuple[Value, ...], ...]  # per data family
+    templates: _LineTemplates  # shared by the endpoints with the same label names
+    labels: tuple[bytes, ...]  # its runs of labels that the data families' templates take
+    values: tuple[Value, ...]  # the stable families' values, flat (see `_data_values`)
     chunks: tuple[bytes, ...]  # per family: the rendered lines, b"" when absent
 
 
@@ -241,34 +326,77 @@ class _Renderer:
     def __init__(self, buckets: Sequence[float]) -> None:
         self._layout = _layout(buckets)
         self._int_texts: dict[int, bytes] = {}
+        # Per set of label names; an entry goes when the last endpoint with those names does.
+        self._templates: weakref.WeakValueDictionary[tuple[str, ...], _LineTemplates] = weakref.WeakValueDictionary()
+        # Where each data family's values are in `_data_values`: the stable families' first.
+        names = list(_FAMILIES)[:_DATA_FAMILIES]
+        order = sorted(range(_DATA_FAMILIES), key=lambda f: names[f] in _VOLATILE)
+        stops = list(accumulate(len(self._layout[f]) for f in order))
+        # (family, start, stop, whether to compare its values with the previous ones), in that order
+        self._spans = tuple(
+            (f, stop - len(self._layout[f]), stop, names[f] not in _VOLATILE)
+            for f, stop in zip(order, stops, strict=True)
+        )
+        self._kept = max(stop for *_, stop, stable in self._spans if stable)  # the values an `_EndpointText` keeps
+        self._slices = tuple(slice(start, stop) for _, start, stop, _ in sorted(self._spans))  # in exposition order
 
     def render(self, ep: EndpointSnapshot, previous: _EndpointText | None) -> _EndpointText:
         """The endpoint's text; only families whose values changed since `previous` are formatted again."""
         values = _data_values(ep)
-        if previous is None or not (previous.endpoint is ep.endpoint or previous.endpoint == ep.endpoint):
-            templates = _templates(ep.endpoint, self._layout)
-            every = (*values, *_config_values(ep.endpoint))
-            return _EndpointText(ep.endpoint, ep.version, templates, values, tuple(map(self._chunk, templates, every)))
-        templates = previous.templates
+        endpoint = ep.endpoint
+        if previous is None or not (previous.endpoint is endpoint or previous.endpoint == endpoint):
+            keys = tuple(sorted(["endpoint", *endpoint.labels]))
+            shared = self._templates.get(keys)
+            if shared is None:
+                shared = self._templates[keys] = _LineTemplates(keys, self._layout)
+            labels = shared.labels(endpoint)
+            every = (*[values[s] for s in self._slices], *_config_values(endpoint))
+            lines = tuple(map(self._chunk, shared.templates, shared.getters, repeat(labels), every))
+            return _EndpointText(endpoint, ep.version, shared, labels[: shared.data_runs], values[: self._kept], lines)
+        shared = previous.templates
+        templates = shared.templates
+        labels = previous.labels
+        whole = labels[shared.whole]
+        memo = self._int_texts
+        kept = previous.values
         chunks = list(previous.chunks)
-        for f, (new, old) in enumerate(zip(values, previous.values, strict=True)):
-            # Equal values are written alike, except 0.0 and -0.0 (and NaN is only equal to itself).
-            if new is old or (new == old and (all(map(operator.is_, new, old)) or 0 not in new)):
+        for f, start, stop, stable in self._spans:
+            if stop - start == 1:  # one sample, no label of its own: the common case, made quick
+                new = values[start]
+                # Equal values are written alike, except 0.0 and -0.0 (and NaN is only equal to itself).
+                if stable and ((old := kept[start]) is new or (new == old and new != 0)):
+                    continue
+                if new is None:
+                    chunks[f] = b""
+                else:
+                    text = (memo.get(new) or self._count_text(new)) if type(new) is int else _go_float(new).encode()
+                    chunks[f] = templates[f] % (whole, text)
                 continue
-            chunks[f] = self._chunk(templates[f], new)
-        return _EndpointText(ep.endpoint, ep.version, templates, values, tuple(chunks))
+            news = values[start:stop]
+            if stable:
+                olds = kept[start:stop]
+                if news == olds and (all(map(operator.is_, news, olds)) or 0 not in news):
+                    continue
+            chunks[f] = self._chunk(templates[f], shared.getters[f], labels, news)
+        return _EndpointText(endpoint, ep.version, shared, labels, values[: self._kept], tuple(chunks))
 
-    def _chunk(self, template: bytes, values: tuple[Value, ...]) -> bytes:
+    def _chunk(
+        self,
+        template: bytes,
+        getter: Callable[[list[bytes]], tuple[bytes, ...]],
+        labels: tuple[bytes, ...],
+        values: tuple[Value, ...],
+    ) -> bytes:
         """One family's lines of the endpoint, each value as prometheus_client writes it; empty when absent."""
         if values[0] is None:  # a family is absent whole, so no value is None below
             return b""
         memo = self._int_texts
-        return template % tuple(
-            [
-                (memo.get(v) or self._count_text(v)) if type(v) is int else _go_float(v).encode()  # type: ignore[arg-type]
-                for v in values
-            ]
-        )
+        texts = [
+            (memo.get(v) or self._count_text(v)) if type(v) is int else _go_float(v).encode()  # type: ignore[arg-type]
+            for v in values
+        ]
+        texts += labels
+        return template % getter(texts)
 
     def _count_text(self, value: int) -> bytes:
         """A count as prometheus_client writes it, remembered."""
