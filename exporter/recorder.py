@@ -13,7 +13,7 @@ from .store import ResultStore
 
 _HINTS = {
     SkipCause.LATE: "probes wait for a free slot: raise max_concurrent_probes or lengthen intervals",
-    SkipCause.WORKER_DOWN: "the worker process probing this endpoint was starting, or had died and was restarted",
+    SkipCause.WORKER_DOWN: "the worker process probing this endpoint died and was restarted",
 }
 
 

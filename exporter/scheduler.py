@@ -34,7 +34,7 @@ class SkipCause(StrEnum):
     """Why scheduled probes never ran."""
 
     LATE = "late"  # the previous probe, or the wait for a free slot, ran past them
-    WORKER_DOWN = "worker_down"  # the worker process to probe the endpoint was starting, or restarting after it died
+    WORKER_DOWN = "worker_down"  # the worker process probing the endpoint had died and was being restarted
 
 
 class Prober(Protocol):
@@ -118,11 +118,14 @@ class Scheduler:
         max_concurrency: int | None = None,
         *,
         resume_from: Mapping[str, float] | None = None,
+        due_from: Mapping[str, float] | None = None,
     ) -> LoopChanges:
         """Start, restart and stop loops so that exactly `endpoints` are probed; unchanged ones go on untouched.
 
         `resume_from` maps names of endpoints that were probed elsewhere until some loop time (a
         worker that died): a loop started for one counts the ticks it missed since then as skipped.
+        `due_from` maps names of endpoints due to be probed from some loop time (new to a worker that
+        was starting): a first tick that passed since then runs at once, late, rather than never.
         """
         if max_concurrency is not None and max_concurrency != self._max_concurrency:
             # Probes holding the old semaphore release it; new probes wait on the new one.
@@ -134,11 +137,12 @@ class Scheduler:
         for name in stale:
             del self._endpoints[name]
         resume_from = resume_from or {}
+        due_from = due_from or {}
         started = []
         for name, ep in wanted.items():
             if name not in self._endpoints:
                 self._endpoints[name] = ep
-                self._start(ep, resume_from=resume_from.get(name))
+                self._start(ep, resume_from=resume_from.get(name), due_from=due_from.get(name))
                 started.append(name)
         self._endpoints = {name: self._endpoints[name] for name in wanted}
         return LoopChanges(started=tuple(started), stopped=tuple(stale))
@@ -163,7 +167,13 @@ class Scheduler:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _start(self, endpoint: Endpoint | ProbeSpec, delay: float = 0.0, resume_from: float | None = None) -> None:
+    def _start(
+        self,
+        endpoint: Endpoint | ProbeSpec,
+        delay: float = 0.0,
+        resume_from: float | None = None,
+        due_from: float | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         entry = _Loop(endpoint, spread_offset(endpoint.name, endpoint.interval))
         self._loops[endpoint.name] = entry
@@ -171,6 +181,8 @@ class Scheduler:
         if resume_from is not None:
             owed = next_tick(self._anchor, entry.offset, endpoint.interval, resume_from)
             self._skipped(endpoint, round((entry.tick - owed) / endpoint.interval), SkipCause.WORKER_DOWN)
+        elif due_from is not None:  # a call_at in the past runs at once
+            entry.tick = min(entry.tick, next_tick(self._anchor, entry.offset, endpoint.interval, due_from))
         entry.timer = loop.call_at(entry.tick, self._fire, entry)
 
     def _fire(self, entry: _Loop) -> None:

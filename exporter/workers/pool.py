@@ -81,6 +81,7 @@ class _Slot:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     max_concurrency: int = 1
     resume_from: dict[str, float] = field(default_factory=dict)  # to send with the next assignment
+    due_from: dict[str, float] = field(default_factory=dict)  # likewise
     sent: dict[str, Endpoint] = field(default_factory=dict)  # what the current process was told
     sent_max_concurrency: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -148,8 +149,8 @@ class WorkerPool:
                 elif resume_from and name in resume_from:
                     slot.resume_from[name] = resume_from[name]
                 elif name not in owner:
-                    # New here: owed from now, so that ticks passing while a worker starts count as skipped.
-                    slot.resume_from[name] = now
+                    # New to the workers: a first tick that passes while the worker starts runs late, not never.
+                    slot.due_from[name] = now
             if slot.supervisor is None:
                 self._start_supervisor(slot)
             else:
@@ -302,11 +303,13 @@ class WorkerPool:
         if not upsert and not remove and slot.max_concurrency == slot.sent_max_concurrency:
             return
         resume = {name: t for name, t in slot.resume_from.items() if name in slot.endpoints}
+        due = {name: t for name, t in slot.due_from.items() if name in slot.endpoints}
         specs = tuple(ep.probe_spec() for ep in upsert)
-        slot.control.write(frame(Assignment(specs, remove, slot.max_concurrency, resume)))
+        slot.control.write(frame(Assignment(specs, remove, slot.max_concurrency, resume, due)))
         slot.sent = dict(slot.endpoints)
         slot.sent_max_concurrency = slot.max_concurrency
         slot.resume_from.clear()
+        slot.due_from.clear()
 
     def _close_control(self, slot: _Slot) -> None:
         if slot.control is not None and not slot.control.is_closing():

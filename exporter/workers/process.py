@@ -142,7 +142,10 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
             # Building SSL contexts costs milliseconds: off the loop, before the first probe needs one.
             await asyncio.to_thread(_load_tls, tls, message.upsert, log)
             changes = await scheduler.apply(
-                list(endpoints.values()), message.max_concurrency, resume_from=message.resume_from
+                list(endpoints.values()),
+                message.max_concurrency,
+                resume_from=message.resume_from,
+                due_from=message.due_from,
             )
             prober.retain(endpoints)
             if first:

@@ -36,6 +36,9 @@ class Assignment:
     # Names of endpoints that another process probed until this loop time: their new loops
     # count the ticks missed since then as skipped.
     resume_from: Mapping[str, float]
+    # Names of endpoints new to the workers since this loop time: a first tick that passed while
+    # the worker was starting runs at once, late, rather than being skipped.
+    due_from: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
