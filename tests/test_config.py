@@ -1709,3 +1709,23 @@ def test_host_defaults_are_node_exporters_and_an_include_replaces_the_default_ex
     assert custom.diskstats.devices_exclude is None
     assert custom.filesystem.mount_points_exclude is None
     assert custom.filesystem.fs_types_exclude is not None  # untouched
+
+
+def test_endpoints_alike_share_their_parts_and_unlike_ones_do_not() -> None:
+    config = parse_config(
+        textwrap.dedent(
+            """\
+            defaults: {expect: {status: 200, body_contains: ok}, labels: {team: a}}
+            endpoints:
+              - {name: one, url: "http://127.0.0.1/"}
+              - {name: two, url: "http://127.0.0.1/"}
+              - {name: three, url: "http://127.0.0.1/", expect: {status: 200, body_contains: OK}}
+              - {name: four, url: "http://127.0.0.1/", labels: {team: b}}
+            """
+        )
+    )
+    one, two, three, four = config.endpoints
+    assert one.expect is two.expect and one.labels is two.labels and one.tls is two.tls is three.tls
+    assert three.expect is not one.expect and three.expect.body_contains == "OK"
+    assert four.labels is not one.labels and four.labels == {"team": "b"} and one.labels == {"team": "a"}
+    assert four.expect is one.expect
