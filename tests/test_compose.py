@@ -27,6 +27,7 @@ import pytest
 import yaml
 from helpers import REPO, program
 
+from exporter import __version__
 from exporter.config import load_config
 
 COMPOSE = REPO / "compose.yaml"
@@ -100,8 +101,11 @@ def service(name: str) -> dict[str, Any]:
 
 
 def pyproject_version() -> str:
-    """The distribution's version."""
-    return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+    """The distribution's version: pyproject.toml takes it from exporter.__version__."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "exporter.__version__"}
+    return __version__
 
 
 @dataclass(frozen=True)
