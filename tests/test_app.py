@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def write_config(path: Path, url: str, *names: str, extra: str = "") -> None:
 
 
 # The agent behaves the same whether it probes in its own process or in worker processes.
-@pytest.fixture(params=[1, 2], ids=["in-process", "two-workers"])
+@pytest.fixture(params=[0, 2], ids=["in-process", "two-workers"])
 async def agent(
     tmp_path: Path, httpserver: HTTPServer, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Agent, str, Path]]:
@@ -116,6 +117,31 @@ async def test_metrics_control_paths_and_status_page(agent: tuple[Agent, str, Pa
         assert secret not in raw
         assert secret not in page.text
     assert "_created" not in raw
+
+
+async def test_the_http_server_answers_like_a_careful_one(agent: tuple[Agent, str, Path]) -> None:
+    running, base, _ = agent
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{base}/nothing-here")).status_code == 404
+        refused = await client.get(f"{base}/-/reload")
+        assert refused.status_code == 405 and refused.headers["allow"] == "POST, PUT"
+        assert (await client.post(f"{base}/metrics")).headers["allow"] == "GET, HEAD"
+        head = await client.head(f"{base}/metrics")
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+        gzipped = await client.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
+        assert gzipped.headers["content-encoding"] == "gzip" and "upwatch_build_info" in gzipped.text
+        assert "server" not in refused.headers
+    # A request head past 16 KiB is refused, not buffered, and the server goes on.
+    host, port = running.server.addresses[0]
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n")
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+    answer = await reader.read(100)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{base}/-/healthy")).status_code == 200
 
 
 async def test_bad_reload_keeps_the_old_config(agent: tuple[Agent, str, Path]) -> None:
