@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .collectors.agent import AgentCollector, ReloadStatus
 from .collectors.host import HostCollector
@@ -25,18 +25,21 @@ from .config import (
     ConfigError,
     Endpoint,
     HostConfig,
-    load_config,
 )
+from .config.isolated import load_config_isolated
 from .cpus import cpu_count
 from .logs import LogSettings
-from .probes.http import HttpProber
-from .probes.tls import TLSContexts
+from .probes.tls import TLSContexts, build_contexts
 from .recorder import ResultRecorder
 from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
 from .store import ResultStore
 from .workers.pool import NO_WORKERS, WorkerPool, WorkerStatus
+
+if TYPE_CHECKING:
+    from .probes.http import HttpProber
+    from .probes.spec import ProbeSpec
 
 DEFAULT_LISTEN = ":9877"
 # `workers: auto` starts worker processes from this many probes a second, or this many endpoints
@@ -111,6 +114,32 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+class InProcessProber:
+    """The main process's prober, loaded on its first probe: while workers probe, this process never loads it."""
+
+    def __init__(self, tls: TLSContexts) -> None:
+        self._tls = tls
+        self._prober: HttpProber | None = None
+
+    async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
+        """Probe with the prober, loading it first if need be."""
+        if self._prober is None:
+            from .probes.http import HttpProber
+
+            self._prober = HttpProber(self._tls)
+        return await self._prober.probe(endpoint, deadline)
+
+    def retain(self, names: Collection[str]) -> None:
+        """See HttpProber.retain."""
+        if self._prober is not None:
+            self._prober.retain(names)
+
+    async def aclose(self) -> None:
+        """See HttpProber.aclose."""
+        if self._prober is not None:
+            await self._prober.aclose()
+
+
 class Agent:
     """The running `upwatch serve`: probes on schedule, serves metrics, reloads on demand.
 
@@ -134,7 +163,7 @@ class Agent:
         self._cpus = cpus
         # The loader builds each endpoint's SSL context into this cache; the prober uses them from there.
         self._tls = TLSContexts()
-        self._prober = HttpProber(self._tls)
+        self._prober = InProcessProber(self._tls)  # loaded only if this process probes
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
         self._recorder = ResultRecorder(self._store, log, on_change=self._changed)
@@ -189,7 +218,7 @@ class Agent:
         """Read the config file; None when there is no file and none was asked for."""
         if not self._source.explicit and not self._source.path.exists():
             return None
-        return load_config(self._source.path, tls=self._tls)
+        return load_config_isolated(self._source.path)
 
     async def start(self) -> None:
         """Load the config (raising ConfigError if it is bad), start probing and serving."""
@@ -270,6 +299,8 @@ class Agent:
         previous = {ep.name: now for ep in self._config.endpoints} if switched and self._config else None
         if workers == 0:
             await self._pool.apply((), cap, 0)
+            # Building SSL contexts costs milliseconds: off the loop, before the first probe needs one.
+            await asyncio.to_thread(build_contexts, self._tls, endpoints, self._log)
             await self._scheduler.apply(endpoints, cap, resume_from=previous)
         else:
             await self._scheduler.apply((), cap)
@@ -403,6 +434,8 @@ async def probe_once(config: Config, names: Sequence[str] = (), tls: TLSContexts
 
     `tls` is the cache the config was loaded with, so that the probes find their SSL contexts built.
     """
+    from .probes.http import HttpProber
+
     endpoints = [config.endpoint(n) for n in names] if names else list(config.endpoints)
     prober = HttpProber(tls)
     limit = asyncio.Semaphore(config.max_concurrent_probes)

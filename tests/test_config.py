@@ -29,6 +29,7 @@ from exporter.config import (
     parse_status_list,
     redact_url,
 )
+from exporter.config.isolated import load_config_isolated
 from exporter.probes.tls import TLSContexts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -1729,3 +1730,43 @@ def test_endpoints_alike_share_their_parts_and_unlike_ones_do_not() -> None:
     assert three.expect is not one.expect and three.expect.body_contains == "OK"
     assert four.labels is not one.labels and four.labels == {"team": "b"} and one.labels == {"team": "a"}
     assert four.expect is one.expect
+
+
+def test_a_config_loaded_in_a_child_process_is_the_same_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPWATCH_TEST_TOKEN", "s3cret")
+    path = tmp_path / "upwatch.yml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            defaults: {interval: 5s, timeout: 2s, expect: {body_matches: "o+k"}}
+            endpoints:
+              - {name: a, url: "http://127.0.0.1/", headers: {Authorization: "Bearer ${UPWATCH_TEST_TOKEN}"}}
+              - {name: b, url: "https://127.0.0.1/", labels: {team: x}, slo: {availability: 99.9}}
+            """
+        )
+    )
+    isolated = load_config_isolated(path)
+    assert isolated == load_config(path)
+    assert isolated.endpoints[0].headers == {"Authorization": "Bearer s3cret"}
+    assert isolated.endpoints[0].expect is isolated.endpoints[1].expect  # shared parts stay shared
+
+
+def test_a_bad_config_loaded_in_a_child_process_names_the_same_problems(tmp_path: Path) -> None:
+    path = tmp_path / "upwatch.yml"
+    path.write_text("endpoints:\n  - {name: a, url: 'ftp://x'}\n  - {name: b, url: 'http://x', interval: soon}\n")
+    with pytest.raises(ConfigError) as in_process:
+        load_config(path)
+    with pytest.raises(ConfigError) as isolated:
+        load_config_isolated(path)
+    assert isolated.value.problems == in_process.value.problems
+    assert [p.line for p in isolated.value.problems] == [2, 3]
+
+
+def test_a_child_that_cannot_load_the_config_is_a_problem_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "upwatch.yml"
+    path.write_text("endpoints: []\n")
+    with pytest.raises(ConfigError) as slow:
+        load_config_isolated(path, timeout=0.001)
+    (problem,) = slow.value.problems
+    assert (problem.file, problem.line, problem.location) == (str(path), 1, "(file)")
+    assert "took more than" in problem.message

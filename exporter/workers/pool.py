@@ -17,21 +17,29 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from exporter.children import child_environment, python_module_command
 from exporter.config import Endpoint
 from exporter.logs import LogSettings
 from exporter.results import ProbeResult
 from exporter.scheduler import SkipCause
 from exporter.sharding import partition
 
-from .process import CANCELLED, COUNTERS_BYTES, STARTED, open_counters
-from .wire import Assignment, Batch, decode_result, frame, read_message
+from .wire import (
+    CANCELLED,
+    COUNTERS_BYTES,
+    STARTED,
+    Assignment,
+    Batch,
+    decode_result,
+    frame,
+    open_counters,
+    read_message,
+)
 
 RESTART_BACKOFF_MIN = 0.5
 RESTART_BACKOFF_MAX = 30.0
@@ -269,10 +277,10 @@ class WorkerPool:
             # priority of the thread that starts it, and the agent's helper threads yield the CPU.
             # (Popen is a vfork and an exec: about a millisecond of the loop's time.)
             process = subprocess.Popen(  # noqa: ASYNC220
-                [*worker_command(), json.dumps(spec)],
+                [*python_module_command("exporter.workers.process"), json.dumps(spec)],
                 pass_fds=(control_read, results_write, counters_file.fileno()),
                 stdin=subprocess.DEVNULL,
-                env=worker_environment(),
+                env=child_environment(),
             )
         except BaseException:
             for fd in (control_write, results_read):
@@ -394,20 +402,3 @@ class WorkerPool:
             lost_probes=lost,
             restart_in_s=self._delay(slot),
         )
-
-
-def worker_command() -> list[str]:
-    """How a worker process is started: this interpreter, running `exporter.workers.process`.
-
-    A fresh interpreter that imports the prober and nothing of the main process's machinery
-    (pydantic, the config, the store, the server). `-P` keeps the working directory off its
-    module path, so the package found is the one on `worker_environment()`'s path: this one.
-    """
-    return [sys.executable, "-P", "-m", "exporter.workers.process"]
-
-
-def worker_environment() -> dict[str, str]:
-    """This process's environment, with the directory this `exporter` package was imported from first on the path."""
-    root = str(Path(__file__).resolve().parents[2])
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": root if not path else os.pathsep.join((root, path))}

@@ -12,11 +12,10 @@ import asyncio
 import ctypes
 import gc
 import json
-import mmap
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,20 +23,14 @@ from exporter import loop as event_loop
 from exporter.logs import configure_logging, get_logger
 from exporter.probes.http import HttpProber
 from exporter.probes.spec import ExpectSpec, ProbeSpec
-from exporter.probes.tls import TLSContexts, TLSSetupError
+from exporter.probes.tls import TLSContexts, build_contexts
 from exporter.results import ProbeResult
 from exporter.scheduler import Prober, Scheduler, SkipCause
 
-from .wire import Assignment, Batch, encode_result, frame, read_message
+from .wire import CANCELLED, STARTED, Assignment, Batch, encode_result, frame, open_counters, read_message
 
 if TYPE_CHECKING:
     from exporter.config import Endpoint
-
-# Indexes into the counters a worker shares with the main process (two uint64 in a shared file mapping):
-# probes started, and probes cancelled (their result will never come, by design). The main
-# process subtracts the results it received; what is left when a worker dies was lost with it.
-STARTED, CANCELLED = 0, 1
-COUNTERS_BYTES = 16
 
 # Results waiting in the pipe's user-space buffer beyond this (the main process is not reading)
 # are dropped and counted rather than kept: probing goes on on time either way.
@@ -55,12 +48,6 @@ class WorkerSpec:
     anchor: float  # the tick grid's origin, a time.monotonic() value shared by every process
     log_level: str
     log_format: str | None
-
-
-def open_counters(fd: int) -> ctypes.Array[ctypes.c_uint64]:
-    """The two counters a worker shares with the main process, mapped from the file `fd` (COUNTERS_BYTES long)."""
-    shared = mmap.mmap(fd, COUNTERS_BYTES)
-    return (ctypes.c_uint64 * 2).from_buffer(shared)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -140,7 +127,7 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
             for endpoint in message.upsert:
                 endpoints[endpoint.name] = endpoint
             # Building SSL contexts costs milliseconds: off the loop, before the first probe needs one.
-            await asyncio.to_thread(_load_tls, tls, message.upsert, log)
+            await asyncio.to_thread(build_contexts, tls, message.upsert, log)
             changes = await scheduler.apply(
                 list(endpoints.values()),
                 message.max_concurrency,
@@ -196,15 +183,6 @@ async def _warm_up(prober: Prober, log: Any) -> None:
     finally:
         server.close()
         await server.wait_closed()
-
-
-def _load_tls(tls: TLSContexts, endpoints: Iterable[ProbeSpec], log: Any) -> None:
-    for endpoint in endpoints:
-        if endpoint.url.startswith("https:"):
-            try:
-                tls.context(endpoint.tls)
-            except TLSSetupError as exc:  # the probe reports it; the config was checked at load
-                log.warning("tls setup failed", endpoint=endpoint.name, error=str(exc))
 
 
 class CountingProber:

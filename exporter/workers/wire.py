@@ -7,7 +7,9 @@ together (the pipes never leave the machine), so pickle is safe here and the che
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
+import mmap
 import pickle
 import struct
 from collections.abc import Mapping
@@ -17,6 +19,12 @@ from types import MappingProxyType
 from exporter.probes.spec import ProbeSpec
 from exporter.results import ProbeResult
 from exporter.scheduler import SkipCause
+
+# Indexes into the counters a worker shares with the main process (two uint64 in a shared file mapping):
+# probes started, and probes cancelled (their result will never come, by design). The main
+# process subtracts the results it received; what is left when a worker dies was lost with it.
+STARTED, CANCELLED = 0, 1
+COUNTERS_BYTES = 16
 
 _LENGTH = struct.Struct("!I")
 MAX_MESSAGE_BYTES = 1 << 30
@@ -87,3 +95,9 @@ async def read_message(reader: asyncio.StreamReader) -> Assignment | Batch | Non
     if not isinstance(message, (Assignment, Batch)):
         raise TypeError(f"unexpected message {type(message).__name__}")
     return message
+
+
+def open_counters(fd: int) -> ctypes.Array[ctypes.c_uint64]:
+    """The two counters a worker shares with the main process, mapped from the file `fd` (COUNTERS_BYTES long)."""
+    shared = mmap.mmap(fd, COUNTERS_BYTES)
+    return (ctypes.c_uint64 * 2).from_buffer(shared)
