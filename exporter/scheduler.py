@@ -8,6 +8,7 @@ future it awaits, the task registry's entry) would hold a few kilobytes each, fo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import math
 import time
@@ -106,6 +107,8 @@ class Scheduler:
         self._endpoints: dict[str, Endpoint | ProbeSpec] = {}
         self._anchor = asyncio.get_running_loop().time() if anchor is None else anchor
         self._stopping = False
+        # One context for every loop's timer, instead of a copy of the current one per timer (and tick).
+        self._context = contextvars.copy_context()
 
     @property
     def running(self) -> int:
@@ -183,7 +186,7 @@ class Scheduler:
             self._skipped(endpoint, round((entry.tick - owed) / endpoint.interval), SkipCause.WORKER_DOWN)
         elif due_from is not None:  # a call_at in the past runs at once
             entry.tick = min(entry.tick, next_tick(self._anchor, entry.offset, endpoint.interval, due_from))
-        entry.timer = loop.call_at(entry.tick, self._fire, entry)
+        entry.timer = loop.call_at(entry.tick, self._fire, entry, context=self._context)
 
     def _fire(self, entry: _Loop) -> None:
         """The endpoint's tick: start its probe."""
@@ -202,7 +205,7 @@ class Scheduler:
             del self._loops[entry.endpoint.name]
             self._start(entry.endpoint, delay=RESTART_DELAY_SECONDS)
             return
-        entry.timer = asyncio.get_running_loop().call_at(entry.tick, self._fire, entry)
+        entry.timer = asyncio.get_running_loop().call_at(entry.tick, self._fire, entry, context=self._context)
 
     async def _run(self, entry: _Loop) -> None:
         """Probe once, hand the result over and set the loop's next tick."""
