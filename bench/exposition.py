@@ -62,7 +62,18 @@ def _result(name: str, t: float, duration: float) -> ProbeResult:
     )
 
 
-def _pieces(body: str | bytes | list[bytes]) -> list[bytes]:
+def probed_store(count: int) -> ResultStore:
+    """A store of `count` endpoints (labels, an SLO), each with one successful HTTPS result."""
+    store = ResultStore()
+    endpoints = _endpoints(count)
+    store.sync(endpoints)
+    t = time.time()
+    for i, ep in enumerate(endpoints):
+        store.record(_result(ep.name, t, 0.05 + (i % 100) / 1000))
+    return store
+
+
+def pieces(body: str | bytes | list[bytes]) -> list[bytes]:
     """What `render` returned, as the server gets it: one string once, UTF-8 pieces now."""
     if isinstance(body, str):
         return [body.encode()]
@@ -94,7 +105,7 @@ class _Timings:
         )
 
 
-async def _loop_lag(work: Callable[[], object], seconds: float) -> list[float]:
+async def loop_lag(work: Callable[[], object], seconds: float) -> list[float]:
     """Lateness (ms) of a 1 ms timer while `work` runs over and over in a worker thread."""
     stop = threading.Event()
 
@@ -127,18 +138,14 @@ def main() -> None:
     parser.add_argument("--lag-seconds", type=float, default=5.0, help="how long to watch the loop's timer")
     args = parser.parse_args()
 
-    store = ResultStore()
-    endpoints = _endpoints(args.endpoints)
-    names = [ep.name for ep in endpoints]
-    store.sync(endpoints)
+    store = probed_store(args.endpoints)
+    names = [ep.endpoint.name for ep in store.snapshot().endpoints]
     t = time.time()
-    for i, name in enumerate(names):
-        store.record(_result(name, t, 0.05 + (i % 100) / 1000))
     exposition = ProbeExposition(store)
 
     first = _Timings(1e3)
     first.time(exposition.render)
-    body = b"".join(_pieces(exposition.render()))
+    body = b"".join(pieces(exposition.render()))
     lines = body.count(b"\n")
     samples = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
 
@@ -162,7 +169,7 @@ def main() -> None:
 
     def server_share() -> None:
         stream = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip -1, piece by piece, as the server does
-        for piece in _pieces(exposition.render()):
+        for piece in pieces(exposition.render()):
             stream.compress(piece)
         stream.flush()
 
@@ -171,8 +178,8 @@ def main() -> None:
         gzipped.time(server_share)
     zipped_size = len(gzip.compress(body, compresslevel=1))
 
-    idle_lag = asyncio.run(_loop_lag(lambda: time.sleep(0.01), args.lag_seconds))
-    scrape_lag = asyncio.run(_loop_lag(server_share, args.lag_seconds))
+    idle_lag = asyncio.run(loop_lag(lambda: time.sleep(0.01), args.lag_seconds))
+    scrape_lag = asyncio.run(loop_lag(server_share, args.lag_seconds))
 
     print(f"endpoints              {args.endpoints}")
     print(f"exposition             {len(body) / 2**20:.1f} MiB, {lines} lines, {samples} samples")
@@ -183,11 +190,11 @@ def main() -> None:
     print(f"render, none changed   {unchanged}")
     print(f"render, all refreshed  {changed}")
     print(f"render + gzip -1       {gzipped}")
-    print(f"loop lag, idle         {_lags(idle_lag)}")
-    print(f"loop lag, scraping     {_lags(scrape_lag)}")
+    print(f"loop lag, idle         {format_lags(idle_lag)}")
+    print(f"loop lag, scraping     {format_lags(scrape_lag)}")
 
 
-def _lags(ms: list[float]) -> str:
+def format_lags(ms: list[float]) -> str:
     ordered = sorted(ms)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return f"median {statistics.median(ms):5.2f} ms   p99 {p99:5.2f} ms   max {max(ms):5.2f} ms   ({len(ms)} timers)"
