@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -14,6 +13,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import __version__
 from .store import EndpointSnapshot, StoreSnapshot
+
+try:
+    # ISA-L's deflate: a gzip of the exposition text in a quarter of zlib's CPU time, for 3 % more bytes
+    # (bench/compression.py). Like zlib, it releases the GIL while it compresses.
+    from isal import isal_zlib as _deflate
+except ImportError:  # no isal wheel for this machine, so pyproject's marker leaves it out: the standard library's
+    import zlib as _deflate  # type: ignore[no-redef]
 
 ReloadFn = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -81,14 +87,7 @@ class MetricsServer:
         # The probe part comes pre-rendered, in pieces (see ProbeExposition.render): compressed or
         # written one by one, never joined into one string of tens of megabytes.
         pieces = [*self._probe_text(), generate_latest(self._registry)]
-        if not compress:
-            return pieces
-        # Level 1: the exposition text compresses about 20x even so, at half the cost of level 6.
-        # zlib releases the GIL while it compresses a piece. wbits 31: a gzip stream.
-        stream = zlib.compressobj(1, zlib.DEFLATED, 31)
-        out = [stream.compress(piece) for piece in pieces]
-        out.append(stream.flush())
-        return [b"".join(out)]
+        return [gzip_pieces(pieces)] if compress else pieces
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         # Always the text format (0.0.4), as node_exporter and blackbox_exporter serve by
@@ -122,6 +121,15 @@ class MetricsServer:
 
     async def _index(self, request: web.Request) -> web.Response:
         return web.Response(text=render_index(self._snapshot()), content_type="text/html")
+
+
+def gzip_pieces(pieces: Iterable[bytes]) -> bytes:
+    """One gzip stream of the pieces, compressed one after the other (never joined first)."""
+    # Level 1: the exposition text compresses about 16x even so, in both codecs. wbits 31: a gzip stream.
+    stream = _deflate.compressobj(1, _deflate.DEFLATED, 31)
+    out = [stream.compress(piece) for piece in pieces]
+    out.append(stream.flush())
+    return b"".join(out)
 
 
 _STATE_COLOURS = {"up": "#1a7f37", "degraded": "#b58100", "down": "#cf222e", "unknown": "#6e7781"}
