@@ -7,7 +7,7 @@ then times what the agent does with it:
   this on the event loop after every probe result;
 - render: the whole probe exposition, as a scrape asks for it, when nothing changed and after
   every endpoint changed (the steady state of 1,000 probes/s scraped every 15 s);
-- the server's share: the body encoded and gzip-compressed at level 1, as Prometheus asks;
+- the server's share: the body gzip-compressed as the server does it when Prometheus asks;
 - loop lag: how late a 1 ms asyncio timer fires while scrapes render in a worker thread, which is
   what a scrape does to the probes' own timing;
 - memory: what the exposition holds once every endpoint was refreshed many times (the size of
@@ -22,12 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import gzip
 import statistics
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from types import BuiltinFunctionType, FunctionType, ModuleType
 
@@ -37,6 +35,7 @@ from exporter.collectors import probes
 from exporter.collectors.probes import ProbeExposition
 from exporter.config import Endpoint
 from exporter.results import PHASES, ProbeResult
+from exporter.server import gzip_pieces
 from exporter.store import ResultStore
 
 
@@ -71,7 +70,18 @@ def _result(name: str, t: float, duration: float) -> ProbeResult:
     )
 
 
-def _pieces(body: str | bytes | list[bytes]) -> list[bytes]:
+def probed_store(count: int) -> ResultStore:
+    """A store of `count` endpoints (labels, an SLO), each with one successful HTTPS result."""
+    store = ResultStore()
+    endpoints = _endpoints(count)
+    store.sync(endpoints)
+    t = time.time()
+    for i, ep in enumerate(endpoints):
+        store.record(_result(ep.name, t, 0.05 + (i % 100) / 1000))
+    return store
+
+
+def pieces(body: str | bytes | list[bytes]) -> list[bytes]:
     """What `render` returned, as the server gets it: one string once, UTF-8 pieces now."""
     if isinstance(body, str):
         return [body.encode()]
@@ -127,7 +137,7 @@ def _held(exposition: ProbeExposition, store: ResultStore) -> int:
     return sum(map(sys.getsizeof, _reachable([exposition], shared).values()))
 
 
-async def _loop_lag(work: Callable[[], object], seconds: float) -> list[float]:
+async def loop_lag(work: Callable[[], object], seconds: float) -> list[float]:
     """Lateness (ms) of a 1 ms timer while `work` runs over and over in a worker thread."""
     stop = threading.Event()
 
@@ -160,13 +170,9 @@ def main() -> None:
     parser.add_argument("--lag-seconds", type=float, default=5.0, help="how long to watch the loop's timer")
     args = parser.parse_args()
 
-    store = ResultStore()
-    endpoints = _endpoints(args.endpoints)
-    names = [ep.name for ep in endpoints]
-    store.sync(endpoints)
+    store = probed_store(args.endpoints)
+    names = [ep.endpoint.name for ep in store.snapshot().endpoints]
     t = time.time()
-    for i, name in enumerate(names):
-        store.record(_result(name, t, 0.05 + (i % 100) / 1000))
     process = psutil.Process()
     gc.collect()
     rss_before = process.memory_info().rss
@@ -176,7 +182,7 @@ def main() -> None:
     first.time(exposition.render)
     gc.collect()
     rss_growth = process.memory_info().rss - rss_before
-    body = b"".join(_pieces(exposition.render()))
+    body = b"".join(pieces(exposition.render()))
     lines = body.count(b"\n")
     samples = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
 
@@ -199,31 +205,28 @@ def main() -> None:
         changed.time(exposition.render)
 
     def server_share() -> None:
-        stream = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip -1, piece by piece, as the server does
-        for piece in _pieces(exposition.render()):
-            stream.compress(piece)
-        stream.flush()
+        gzip_pieces(pieces(exposition.render()))  # as the server does
 
     gzipped = _Timings(1e3)
     for _ in range(args.renders):
         gzipped.time(server_share)
-    zipped_size = len(gzip.compress(body, compresslevel=1))
+    zipped_size = len(gzip_pieces([body]))
 
     held = _held(exposition, store)
-    idle_lag = asyncio.run(_loop_lag(lambda: time.sleep(0.01), args.lag_seconds))
-    scrape_lag = asyncio.run(_loop_lag(server_share, args.lag_seconds))
+    idle_lag = asyncio.run(loop_lag(lambda: time.sleep(0.01), args.lag_seconds))
+    scrape_lag = asyncio.run(loop_lag(server_share, args.lag_seconds))
 
     print(f"endpoints              {args.endpoints}")
     print(f"exposition             {len(body) / 2**20:.1f} MiB, {lines} lines, {samples} samples")
     print(f"per endpoint           {samples / args.endpoints:.1f} samples")
-    print(f"gzip -1                {zipped_size / 2**20:.1f} MiB")
+    print(f"gzip (the server's)    {zipped_size / 2**20:.1f} MiB")
     print(f"first render           {first} (every endpoint rendered from nothing)")
     print(f"refresh of 1 endpoint  {refresh}")
     print(f"render, none changed   {unchanged}")
     print(f"render, all refreshed  {changed}")
-    print(f"render + gzip -1       {gzipped}")
-    print(f"loop lag, idle         {_lags(idle_lag)}")
-    print(f"loop lag, scraping     {_lags(scrape_lag)}")
+    print(f"render + gzip          {gzipped}")
+    print(f"loop lag, idle         {format_lags(idle_lag)}")
+    print(f"loop lag, scraping     {format_lags(scrape_lag)}")
     print(
         f"memory held            {held / 2**20:.1f} MiB, {held / args.endpoints / 1024:.1f} KiB an endpoint "
         f"(the text itself: {len(body) / args.endpoints / 1024:.1f} KiB)"
@@ -231,7 +234,7 @@ def main() -> None:
     print(f"RSS growth             {rss_growth / 2**20:.1f} MiB over the first render")
 
 
-def _lags(ms: list[float]) -> str:
+def format_lags(ms: list[float]) -> str:
     ordered = sorted(ms)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return f"median {statistics.median(ms):5.2f} ms   p99 {p99:5.2f} ms   max {max(ms):5.2f} ms   ({len(ms)} timers)"

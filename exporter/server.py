@@ -16,8 +16,7 @@ import html
 import logging
 import socket
 import time
-import zlib
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from . import __version__
 from .logs import get_logger
 from .store import EndpointSnapshot, StoreSnapshot
+
+try:
+    # ISA-L's deflate: a gzip of the exposition text in a quarter of zlib's CPU time, for 3 % more bytes
+    # (bench/compression.py). Like zlib, it releases the GIL while it compresses.
+    from isal import isal_zlib as _deflate
+except ImportError:  # no isal wheel for this machine, so pyproject's marker leaves it out: the standard library's
+    import zlib as _deflate  # type: ignore[no-redef]
 
 ReloadFn = Callable[[], Awaitable[tuple[bool, str]]]
 Scope = MutableMapping[str, Any]
@@ -227,14 +233,7 @@ class MetricsServer:
         # The probe part comes pre-rendered, in pieces (see ProbeExposition.render): compressed or
         # written one by one, never joined into one string of tens of megabytes.
         pieces = [*self._probe_text(), generate_latest(self._registry)]
-        if not compress:
-            return pieces
-        # Level 1: the exposition text compresses about 20x even so, at half the cost of level 6.
-        # zlib releases the GIL while it compresses a piece. wbits 31: a gzip stream.
-        stream = zlib.compressobj(1, zlib.DEFLATED, 31)
-        out = [stream.compress(piece) for piece in pieces]
-        out.append(stream.flush())
-        return [b"".join(out)]
+        return [gzip_pieces(pieces)] if compress else pieces
 
     async def _metrics(self, scope: Scope) -> Reply:
         # Always the text format (0.0.4), as node_exporter and blackbox_exporter serve by
@@ -259,6 +258,15 @@ class MetricsServer:
 
     async def _index(self, scope: Scope) -> Reply:
         return Reply(200, "text/html; charset=utf-8", (render_index(self._snapshot()).encode(),))
+
+
+def gzip_pieces(pieces: Iterable[bytes]) -> bytes:
+    """One gzip stream of the pieces, compressed one after the other (never joined first)."""
+    # Level 1: the exposition text compresses about 16x even so, in both codecs. wbits 31: a gzip stream.
+    stream = _deflate.compressobj(1, _deflate.DEFLATED, 31)
+    out = [stream.compress(piece) for piece in pieces]
+    out.append(stream.flush())
+    return b"".join(out)
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import os
+import subprocess
+import sys
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from pytest_httpserver import HTTPServer
 
 from exporter.app import Agent, ConfigSource, auto_workers, parse_listen
 from exporter.config import Endpoint
+from exporter.server import gzip_pieces
 
 LOG = structlog.get_logger()
 
@@ -208,6 +214,39 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="listen address"):
         parse_listen(text)
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [],
+        [b""],
+        [b"# HELP a A.\n# TYPE a gauge\n", b"", b'a{endpoint="x"} 1.0\n'],
+        [os.urandom(300_000).hex().encode(), b"\xe2\x9c\x93\n" * 100_000],  # more than one block; UTF-8
+    ],
+    ids=["none", "empty", "small", "large"],
+)
+def test_gzip_of_pieces_is_one_gzip_stream_of_their_text(pieces: list[bytes]) -> None:
+    body = gzip_pieces(pieces)
+    # One member, so that single-stream gzip readers (httpx, say) read all of it too.
+    reader = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    assert reader.decompress(body) == b"".join(pieces)
+    assert reader.eof and reader.unused_data == b""
+    assert gzip.decompress(body) == b"".join(pieces)
+
+
+def test_gzip_of_pieces_falls_back_to_zlib_without_isal() -> None:
+    """Where isal has no wheel, pyproject's marker leaves it out and the standard library's zlib compresses."""
+    code = (
+        "import gzip, sys\n"
+        "sys.modules['isal'] = None  # as if not installed\n"
+        "from exporter import server\n"
+        "assert server._deflate.__name__ == 'zlib', server._deflate\n"
+        "assert gzip.decompress(server.gzip_pieces([b'a 1\\n', b'b 2\\n'])) == b'a 1\\nb 2\\n'\n"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 async def test_metrics_are_gzipped_when_asked_and_in_text_format(agent: tuple[Agent, str, Path]) -> None:
