@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import pytest
 
-from exporter.config import Endpoint
+from exporter.config import Endpoint, parse_config
 from exporter.results import FailureReason, ProbeResult
 from exporter.scheduler import SkipCause
 from exporter.workers.pool import split_cap
@@ -157,3 +158,14 @@ async def test_a_backed_up_pipe_drops_results_counts_them_and_never_blocks(pipe:
 def test_the_probe_cap_is_split_among_workers(total: int, parts: int, expected: list[int]) -> None:
     assert split_cap(total, parts) == expected
     assert sum(split_cap(total, parts)) == total
+
+
+def test_endpoints_sharing_settings_share_them_across_the_pipe() -> None:
+    lines = "".join(f"  - {{name: ep-{i}, url: 'http://127.0.0.1/'}}\n" for i in range(3))
+    endpoints = parse_config("endpoints:\n" + lines).endpoints  # the loader shares their parts
+    shared: dict[int, object] = {}
+    sent = Assignment(tuple(ep.probe_spec(shared) for ep in endpoints), (), 4, {})
+    received = pickle.loads(frame(sent)[4:])
+    first, *others = received.upsert
+    assert all(spec.expect is first.expect and spec.tls is first.tls for spec in others)
+    assert received == sent

@@ -321,7 +321,7 @@ class _Renderer:
 
     # Counts recur (across endpoints, buckets and refreshes); formatting one costs ~0.7 µs, a
     # lookup ~0.05 µs. The memo is dropped whole when it grows past this many entries.
-    _MEMO_LIMIT = 1 << 16
+    _MEMO_LIMIT = 1 << 12
 
     def __init__(self, buckets: Sequence[float]) -> None:
         self._layout = _layout(buckets)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, create_model
 
@@ -111,8 +111,16 @@ class Endpoint(StrictModel):
         """The URL without credentials, query string or fragment (safe for labels and logs)."""
         return redact_url(self.url)
 
-    def probe_spec(self) -> ProbeSpec:
-        """What the scheduler and the prober need of this endpoint, as plain data a worker process can take."""
+    def probe_spec(self, shared: dict[int, Any] | None = None) -> ProbeSpec:
+        """What the scheduler and the prober need of this endpoint, as plain data a worker process can take.
+
+        With `shared`, endpoints that share their expect or tls settings (see the loader) share
+        those parts of their specs too, and so do their copies on the other end of a pickle.
+        """
+        tls, expect = self.tls.spec(), self.expect.spec()
+        if shared is not None:
+            tls = shared.setdefault(id(self.tls), tls)
+            expect = shared.setdefault(id(self.expect), expect)
         return ProbeSpec(
             name=self.name,
             url=self.url,
@@ -124,8 +132,8 @@ class Endpoint(StrictModel):
             follow_redirects=self.follow_redirects,
             max_redirects=self.max_redirects,
             body_size_limit=self.body_size_limit,
-            tls=self.tls.spec(),
-            expect=self.expect.spec(),
+            tls=tls,
+            expect=expect,
         )
 
 

@@ -312,7 +312,8 @@ class WorkerPool:
             return
         resume = {name: t for name, t in slot.resume_from.items() if name in slot.endpoints}
         due = {name: t for name, t in slot.due_from.items() if name in slot.endpoints}
-        specs = tuple(ep.probe_spec() for ep in upsert)
+        shared: dict[int, object] = {}
+        specs = tuple(ep.probe_spec(shared) for ep in upsert)
         slot.control.write(frame(Assignment(specs, remove, slot.max_concurrency, resume, due)))
         slot.sent = dict(slot.endpoints)
         slot.sent_max_concurrency = slot.max_concurrency
