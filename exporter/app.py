@@ -143,7 +143,7 @@ class InProcessProber:
 class Agent:
     """The running `upwatch serve`: probes on schedule, serves metrics, reloads on demand.
 
-    With `workers: 1` (or nothing to probe) the main process probes itself, as one scheduler.
+    With `workers: 0` (or nothing to probe) the main process probes itself, as one scheduler.
     With more, worker processes probe and this process records their results and serves.
     """
 
@@ -169,8 +169,8 @@ class Agent:
         self._recorder = ResultRecorder(self._store, log, on_change=self._changed)
         self._unrendered: set[str] = set()
         self._renderer: asyncio.Task[None] | None = None
-        self._scheduler: Scheduler | None = None  # probes in this process (workers: 1)
-        self._pool: WorkerPool | None = None  # probes in worker processes (workers: 2 or more)
+        self._scheduler: Scheduler | None = None  # probes in this process (workers: 0)
+        self._pool: WorkerPool | None = None  # probes in worker processes (workers: 1 or more)
         self._workers: int | None = None  # worker processes probing now; 0: this process probes; None: not yet
         self._yielding_executor: ThreadPoolExecutor | None = None
         self._server = MetricsServer(

@@ -63,7 +63,7 @@ class AgentCollector(Collector):
         workers = self._worker_status()
         yield GaugeMetricFamily(
             "upwatch_probe_workers",
-            "Probe worker processes running; 0 when the main process probes (workers: 1).",
+            "Probe worker processes running; 0 when the main process probes (workers: 0, or auto on a small config).",
             value=workers.running,
         )
         yield CounterMetricFamily(

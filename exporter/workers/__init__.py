@@ -1,4 +1,4 @@
-"""Probe worker processes: with `workers` of 2 or more, probing runs in them and the main process records and serves.
+"""Probe worker processes: with `workers` of 1 or more, probing runs in them and the main process records and serves.
 
 | module    | holds                                                                                  |
 | --------- | -------------------------------------------------------------------------------------- |
