@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .collectors.agent import AgentCollector, ReloadStatus
+from .collectors.agent import AgentCollector, Placement, ReloadStatus
 from .collectors.host import HostCollector
 from .collectors.probes import ProbeExposition
 from .config import (
@@ -201,6 +201,31 @@ class Agent:
         """True once the config is loaded and probing has started."""
         return self._ready
 
+    def placement(self) -> Placement:
+        """This agent's vantage and shard, and how many endpoints it probes of those configured."""
+        config = self._config
+        if config is None:
+            return Placement()
+        shard = config.shard
+        return Placement(
+            vantage=config.vantage,
+            shard_index=shard.index if shard else 0,
+            shard_total=shard.total if shard else 1,
+            configured=len(config.endpoints),
+            probed=len(config.probed),
+        )
+
+    @staticmethod
+    def _placement_log(config: Config | None) -> dict[str, object]:
+        """The vantage and shard for a log line, where set."""
+        out: dict[str, object] = {}
+        if config is not None and config.vantage is not None:
+            out["vantage"] = config.vantage
+        if config is not None and config.shard is not None:
+            out["shard"] = f"{config.shard.index}/{config.shard.total}"
+            out["configured_endpoints"] = len(config.endpoints)
+        return out
+
     def reload_status(self) -> ReloadStatus:
         """The outcome of the last config load."""
         return self._status
@@ -230,7 +255,7 @@ class Agent:
                 looked_for=str(self._source.path),
                 hint=f"pass --config or set {CONFIG_ENV_VAR}",
             )
-        self._server.register(AgentCollector(self.reload_status, self.worker_status))
+        self._server.register(AgentCollector(self.reload_status, self.worker_status, self.placement))
         # One tick grid for every process: an endpoint keeps its slots wherever it is probed.
         anchor = asyncio.get_running_loop().time()
         self._scheduler = Scheduler(
@@ -250,7 +275,8 @@ class Agent:
             "upwatch started",
             listen=[f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self._server.addresses],
             config=str(self._source.path) if config else None,
-            endpoints=len(config.endpoints) if config else 0,
+            endpoints=len(config.probed) if config else 0,
+            **self._placement_log(config),
             workers=self._workers,
         )
 
@@ -281,14 +307,14 @@ class Agent:
         memory than it saves time; else as many as the probes' CPU needs (see WORKER_CPU_SHARE), from
         one to the usable CPUs. With no endpoints there is nothing to start worker processes for.
         """
-        if config is None or not config.endpoints:
+        if config is None or not config.probed:
             return 0
-        wanted = auto_workers(config.endpoints, self._cpus()) if config.workers == "auto" else int(config.workers)
+        wanted = auto_workers(config.probed, self._cpus()) if config.workers == "auto" else int(config.workers)
         return max(0, min(wanted, config.max_concurrent_probes))
 
     async def _apply(self, config: Config | None) -> None:
         assert self._scheduler is not None and self._pool is not None
-        endpoints: Sequence[Endpoint] = config.endpoints if config else ()
+        endpoints: Sequence[Endpoint] = config.probed if config else ()
         cap = config.max_concurrent_probes if config else 64
         workers = self._worker_count(config)
         self._recorder.sync(endpoints)
@@ -296,7 +322,7 @@ class Agent:
         # while it was taking over.
         now = asyncio.get_running_loop().time()
         switched = self._workers is not None and (self._workers == 0) != (workers == 0)
-        previous = {ep.name: now for ep in self._config.endpoints} if switched and self._config else None
+        previous = {ep.name: now for ep in self._config.probed} if switched and self._config else None
         if workers == 0:
             await self._pool.apply((), cap, 0)
             # Building SSL contexts costs milliseconds: off the loop, before the first probe needs one.
@@ -372,8 +398,9 @@ class Agent:
                 return False, f"config reload failed: {exc}"
             await self._apply(config)
             self._record_load(ok=True)
-            count = len(config.endpoints) if config else 0
-            self._log.info("config reloaded", config=str(self._source.path), endpoints=count)
+            count = len(config.probed) if config else 0
+            where = self._placement_log(config)
+            self._log.info("config reloaded", config=str(self._source.path), endpoints=count, **where)
             return True, f"config reloaded: {count} endpoints"
 
     def request_stop(self) -> None:
@@ -436,7 +463,7 @@ async def probe_once(config: Config, names: Sequence[str] = (), tls: TLSContexts
     """
     from .probes.http import HttpProber
 
-    endpoints = [config.endpoint(n) for n in names] if names else list(config.endpoints)
+    endpoints = [config.endpoint(n) for n in names] if names else list(config.probed)
     prober = HttpProber(tls)
     limit = asyncio.Semaphore(config.max_concurrent_probes)
 

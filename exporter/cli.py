@@ -92,6 +92,7 @@ def validate(files: tuple[str, ...], fmt: str) -> None:
                 "file": path,
                 "valid": not problems,
                 "endpoints": len(config.endpoints) if config else None,
+                **(_shard_json(config) if config and config.shard else {}),
                 "problems": [dataclasses.asdict(p) for p in problems],
             }
             for path, config, problems in reports
@@ -102,8 +103,24 @@ def validate(files: tuple[str, ...], fmt: str) -> None:
             for problem in problems:
                 click.echo(str(problem))
             if config is not None:
-                click.echo(f"{path}: valid ({len(config.endpoints)} endpoints)")
+                click.echo(f"{path}: valid ({len(config.endpoints)} endpoints{_shard_text(config)})")
     sys.exit(1 if failed else 0)
+
+
+def _shard_text(config: Config) -> str:
+    """`; shard 1 of 3 probes 34` when the config names a shard, else nothing."""
+    if config.shard is None:
+        return ""
+    return f"; shard {config.shard.index} of {config.shard.total} (counting from 0) probes {len(config.probed)}"
+
+
+def _shard_json(config: Config) -> dict[str, object]:
+    """The shard and the names of the endpoints it probes, for `validate --format json`."""
+    assert config.shard is not None
+    return {
+        "shard": {"index": config.shard.index, "total": config.shard.total},
+        "probed": [ep.name for ep in config.probed],
+    }
 
 
 def _cert_days(result: ProbeResult) -> float | None:
@@ -156,7 +173,10 @@ def _table(results: list[ProbeResult]) -> str:
 @click.argument("endpoints", nargs=-1, metavar="[ENDPOINT ...]")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 def probe(config_file: str | None, endpoints: tuple[str, ...], fmt: str) -> None:
-    """Probe each (or each named) endpoint once now; exit 0 only if all succeed."""
+    """Probe each (or each named) endpoint once now; exit 0 only if all succeed.
+
+    Without names, the endpoints of this agent's shard (all of them when the config names none).
+    """
     source = config_source(config_file)
     tls = TLSContexts()
     config, problems = _check_file(str(source.path), tls)
@@ -170,13 +190,16 @@ def probe(config_file: str | None, endpoints: tuple[str, ...], fmt: str) -> None
         names = ", ".join(map(repr, unknown))
         listed = ", ".join(sorted(known)) or "none"
         raise click.UsageError(f"no endpoint named {names} in {source.path}; known: {listed}")
-    if not config.endpoints:
-        click.echo(f"{source.path}: no endpoints to probe", err=True)
+    if not endpoints and not config.probed:
+        click.echo(f"{source.path}: no endpoints to probe{_shard_text(config)}", err=True)
         sys.exit(0)
     results = loop.run(probe_once(config, endpoints, tls))
     if fmt == "json":
-        click.echo(json.dumps([_result_json(r) for r in results], indent=2))
+        where = {"vantage": config.vantage} if config.vantage is not None else {}
+        click.echo(json.dumps([{**_result_json(r), **where} for r in results], indent=2))
     else:
+        if config.vantage is not None:
+            click.echo(f"vantage: {config.vantage}")
         click.echo(_table(results))
     sys.exit(0 if all(r.success for r in results) else 1)
 

@@ -21,6 +21,7 @@ from pytest_httpserver import HTTPServer
 from exporter.app import Agent, ConfigSource, auto_workers, parse_listen
 from exporter.config import Endpoint
 from exporter.server import gzip_pieces
+from exporter.sharding import rendezvous_bucket
 
 LOG = structlog.get_logger()
 
@@ -368,3 +369,40 @@ def test_auto_workers_follow_the_probes_cpu_need(
         for i in range(count)
     ]
     assert auto_workers(endpoints, cpus) == expected
+
+
+async def test_a_vantage_labels_every_endpoint_series_and_a_shard_exports_only_its_own(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/health").respond_with_data("ok")
+    config = tmp_path / "upwatch.yml"
+    names = [f"ep-{i}" for i in range(12)]
+    write_config(config, httpserver.url_for("/health"), *names, extra="vantage: eu-west\nshard: {index: 1, total: 3}\n")
+    mine = {n for n in names if rendezvous_bucket(n, 3) == 1}
+    assert 0 < len(mine) < len(names)
+    agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG)
+    await agent.start()
+    try:
+        host, port = agent.server.addresses[0]
+        metrics = await scrape_until(
+            f"http://{host}:{port}", "the shard's endpoints probed", lambda m: all(successes(m, n) for n in mine)
+        )
+    finally:
+        await agent.stop()
+    endpoint_series = [
+        dict(labels) for samples in metrics.values() for labels in samples if any(k == "endpoint" for k, _ in labels)
+    ]
+    assert {s["endpoint"] for s in endpoint_series} == mine  # the other shards' endpoints: neither probed nor exported
+    assert all(s["vantage"] == "eu-west" for s in endpoint_series)
+    assert value(metrics, "upwatch_agent_info", vantage="eu-west", shard_index="1", shard_total="3") == 1
+    assert value(metrics, "upwatch_endpoints", scope="configured") == 12
+    assert value(metrics, "upwatch_endpoints", scope="probed") == len(mine)
+    # The agent's own series are not an endpoint's: no vantage label there but on its info.
+    assert ("vantage", "eu-west") not in next(iter(metrics["upwatch_build_info"]))
+
+
+async def test_without_a_vantage_no_series_has_the_label(agent: tuple[Agent, str, Path]) -> None:
+    _, base, _ = agent
+    metrics = await scrape_until(base, "a probe", lambda m: successes(m, "orders"))
+    assert not [name for name, samples in metrics.items() for labels in samples if "vantage" in dict(labels)]
+    assert value(metrics, "upwatch_agent_info", shard_index="0", shard_total="1") == 1

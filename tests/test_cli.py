@@ -22,6 +22,7 @@ from pytest_httpserver import HTTPServer
 
 from exporter.cli import main
 from exporter.config import json_schema
+from exporter.sharding import rendezvous_bucket
 
 REPO = Path(__file__).resolve().parent.parent
 UPWATCH = [sys.executable, "-m", "exporter"]
@@ -178,6 +179,28 @@ def test_probe_json_and_failure_exit_code(tmp_path: Path, httpserver: HTTPServer
     assert set(rows["bad"]["phases"]) == {"resolve", "connect", "tls", "processing", "transfer"}
     code, out = run("probe", "--config", str(cfg), "refused", "--format", "json")
     assert [r["endpoint"] for r in json.loads(out)] == ["refused"]
+
+
+def test_validate_and_probe_show_the_shard_and_the_vantage(tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/").respond_with_data("fine")
+    names = [f"ep-{i}" for i in range(6)]
+    mine = [n for n in names if rendezvous_bucket(n, 2) == 0]
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(
+        "vantage: fra1\nshard: {index: 0, total: 2}\nendpoints:\n"
+        + "".join(f"  - {{name: {n}, url: '{httpserver.url_for('/')}', timeout: 2s}}\n" for n in names)
+    )
+    code, out = run("validate", str(cfg))
+    assert code == 0 and f"valid (6 endpoints; shard 0 of 2 (counting from 0) probes {len(mine)})" in out, out
+    code, out = run("validate", str(cfg), "--format", "json")
+    (report,) = json.loads(out)["files"]
+    assert report["shard"] == {"index": 0, "total": 2} and report["probed"] == mine
+    code, out = run("probe", "--config", str(cfg))
+    assert code == 0, out
+    first, _, *rows = out.strip().splitlines()
+    assert first == "vantage: fra1" and [row.split()[0] for row in rows] == mine
+    code, out = run("probe", "--config", str(cfg), "--format", "json")
+    assert {(r["endpoint"], r["vantage"]) for r in json.loads(out)} == {(n, "fra1") for n in mine}
 
 
 def test_probe_unknown_endpoint_is_a_usage_error(tmp_path: Path) -> None:

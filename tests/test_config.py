@@ -87,7 +87,15 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "endpoints: []\nxyz: 1\n",
-        [(2, 1, "xyz", "unknown key 'xyz'; known keys: defaults, endpoints, host, max_concurrent_probes, workers")],
+        [
+            (
+                2,
+                1,
+                "xyz",
+                "unknown key 'xyz'; known keys: "
+                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard",
+            )
+        ],
         id="unknown-key-top-no-close-match",
     ),
     pytest.param(
@@ -572,6 +580,33 @@ BAD_CONFIGS = [
         "endpoints: []\nmax_concurrent_probes: 0\n",
         [(2, 24, "max_concurrent_probes", "must be >= 1, got 0")],
         id="max-concurrent-probes-0",
+    ),
+    pytest.param(
+        "endpoints: []\nvantage: eu west\n",
+        [
+            (
+                2,
+                10,
+                "vantage",
+                "invalid vantage 'eu west': 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            )
+        ],
+        id="vantage-with-a-space",
+    ),
+    pytest.param(
+        "endpoints: []\nshard: {index: 3, total: 3}\n",
+        [(2, 8, "shard", "shard index must be below total (3), got 3")],
+        id="shard-index-too-high",
+    ),
+    pytest.param(
+        "endpoints: []\nshard: {index: 0, total: 0}\n",
+        [(2, 26, "shard.total", "must be >= 1, got 0")],
+        id="shard-total-0",
+    ),
+    pytest.param(
+        ep("labels: {vantage: x}"),
+        [(4, 14, "endpoints[a].labels.vantage", "label name 'vantage' is reserved: upwatch or Prometheus sets it")],
+        id="vantage-label-reserved",
     ),
     pytest.param(
         "endpoints: []\nworkers: -1\n",
@@ -1770,3 +1805,20 @@ def test_a_child_that_cannot_load_the_config_is_a_problem_with_the_file(tmp_path
     (problem,) = slow.value.problems
     assert (problem.file, problem.line, problem.location) == (str(path), 1, "(file)")
     assert "took more than" in problem.message
+
+
+def test_shards_split_the_endpoints_without_overlap_and_a_new_shard_moves_about_its_share() -> None:
+    lines = "".join(f"  - {{name: ep-{i}, url: 'http://127.0.0.1/'}}\n" for i in range(300))
+
+    def shards(total: int) -> list[set[str]]:
+        return [
+            {ep.name for ep in parse_config(f"shard: {{index: {i}, total: {total}}}\nendpoints:\n{lines}").probed}
+            for i in range(total)
+        ]
+
+    three, four = shards(3), shards(4)
+    assert set().union(*three) == {f"ep-{i}" for i in range(300)} and sum(map(len, three)) == 300
+    assert all(80 <= len(part) <= 120 for part in three)
+    moved = sum(1 for i, part in enumerate(three) for name in part if name not in four[i])
+    assert 50 <= moved <= 100  # about a quarter of 300, all of them onto the new shard
+    assert moved == len(four[3])

@@ -89,6 +89,7 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
     endpoints: list[Endpoint] = []
     first_use: dict[str, int] = {}
     shared: dict[tuple[str, str], object] = {}
+    vantage = top_model.vantage if top_model is not None else None
     for i, item in enumerate(raw_endpoints):
         path: PathKey = ("endpoints", i)
         if not isinstance(item, dict):
@@ -111,12 +112,22 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
             _check_max_response_time(endpoint, merged, doc, path, sources)
             resolved = _resolve_files(endpoint, doc, path, sources, base_dir)
             if resolved is not None:
-                endpoints.append(_share_parts(resolved, shared))
+                endpoints.append(_share_parts(_with_vantage(resolved, vantage), shared))
                 _load_tls(resolved, doc, path, sources, tls)
 
     if doc.problems or top_model is None:
         return None
     return top_model.model_copy(update={"endpoints": endpoints})
+
+
+def _with_vantage(endpoint: Endpoint, vantage: str | None) -> Endpoint:
+    """The endpoint with the agent's vantage among its labels, so that every series of it carries it.
+
+    `vantage` is a reserved label name, so it never clashes with one of the endpoint's own.
+    """
+    if vantage is not None:
+        endpoint.__dict__["labels"] = {**endpoint.labels, "vantage": vantage}
+    return endpoint
 
 
 # The parts of an endpoint that most endpoints have alike (from the defaults, or left out): one

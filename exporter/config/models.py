@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, create_model
+from pydantic import AfterValidator, Field, create_model, model_validator
 
 from exporter.probes.spec import ExpectSpec, ProbeSpec, TLSSpec
 from exporter.redact import redact_url
+from exporter.sharding import rendezvous_bucket
 
 from .host import HostConfig
 from .values import (
@@ -27,6 +28,7 @@ from .values import (
     check_header_value,
     check_name,
     check_percent,
+    check_vantage,
 )
 
 
@@ -152,6 +154,26 @@ EndpointDefaults: type[StrictModel] = create_model(  # type: ignore[call-overloa
 )
 
 
+MAX_SHARDS = 1024
+
+
+class Shard(StrictModel):
+    """This agent's share of the endpoints, when several agents of one vantage split them."""
+
+    index: int = Field(ge=0, description="this agent's shard, counting from 0")
+    total: int = Field(ge=1, le=MAX_SHARDS, description="how many agents split the endpoints")
+
+    @model_validator(mode="after")
+    def _index_below_total(self) -> Shard:
+        if self.index >= self.total:
+            raise ValueError(f"shard index must be below total ({self.total}), got {self.index}")
+        return self
+
+    def owns(self, name: str) -> bool:
+        """Whether this shard probes the endpoint of this name (rendezvous hashing of the name)."""
+        return rendezvous_bucket(name, self.total) == self.index
+
+
 class Config(StrictModel):
     """The whole config file."""
 
@@ -160,6 +182,17 @@ class Config(StrictModel):
     host: HostConfig = Field(default_factory=HostConfig)
     max_concurrent_probes: int = Field(default=64, ge=1, le=10000, description="probes running at once, at most")
     workers: Workers = Field(default="auto")
+    vantage: Annotated[str, AfterValidator(check_vantage)] | None = Field(
+        default=None, description="where this agent probes from (eu-west): the vantage label on its endpoint series"
+    )
+    shard: Shard | None = Field(default=None, description="probe only this agent's share of the endpoints")
+
+    @property
+    def probed(self) -> list[Endpoint]:
+        """The endpoints this agent probes and exports: its shard's, or all of them."""
+        if self.shard is None:
+            return self.endpoints
+        return [ep for ep in self.endpoints if self.shard.owns(ep.name)]
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint of this name."""

@@ -37,6 +37,7 @@ RESERVED_LABELS = frozenset(
         "method",
         "version",
         "python",
+        "vantage",
     }
 )
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -256,6 +257,18 @@ def check_name(value: str) -> str:
     if not _ENDPOINT_NAME.match(value) or value != value.strip():
         raise ValueError(
             f"invalid endpoint name {value!r}: 1 to 128 printable characters, no leading or trailing space"
+        )
+    return value
+
+
+_VANTAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def check_vantage(value: str) -> str:
+    """A vantage name: a short word such as eu-west or fra1, the value of the `vantage` label."""
+    if not _VANTAGE.match(value):
+        raise ValueError(
+            f"invalid vantage {value!r}: 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
 
