@@ -9,7 +9,15 @@ that need short intervals; the shipped files are never changed.
     scripts/bundle                       # ports 9877 (upwatch), 9090 (Prometheus), 9093 (Alertmanager)
     scripts/bundle --secrets alertmanager/secrets --workdir /var/tmp/upwatch-bundle
 
-Stop it with Ctrl-C (or SIGTERM): it stops the three programs in order.
+Across several vantages (issue 10), on the same engines: `--vantages eu,us,ap` starts, per
+vantage, `--shards` upwatch agents (the same endpoint list, `vantage` and `shard` set) and a
+Prometheus in agent mode that scrapes them and remote-writes to the central Prometheus (which
+takes remote writes, evaluates the rules and alerts); `--alertmanagers 2` starts Alertmanagers in
+one gossip cluster, and the central Prometheus sends every alert to each of them.
+
+    scripts/bundle --vantages eu,us,ap --shards 2 --alertmanagers 2
+
+Stop it with Ctrl-C (or SIGTERM): it stops the programs in order.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +69,30 @@ def write_yaml(path: Path, data: Any) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def prepare(args: argparse.Namespace, work: Path) -> dict[str, list[str]]:
-    """Lay out the work folder and return the command line of each program."""
+@dataclass(frozen=True)
+class Program:
+    """One program of the bundle: its command line, readiness URL, and working folder."""
+
+    name: str
+    command: list[str]
+    ready: str
+    cwd: Path
+
+
+def agents(args: argparse.Namespace) -> list[tuple[str | None, int, int]]:
+    """(vantage, shard index, port) of every upwatch agent; one without vantages."""
+    vantages: list[str | None] = [v for v in args.vantages.split(",") if v] if args.vantages else [None]
+    out = []
+    for v, vantage in enumerate(vantages):
+        for shard in range(args.shards):
+            out.append((vantage, shard, args.upwatch_port + v * args.shards + shard))
+    return out
+
+
+def prepare(args: argparse.Namespace, work: Path) -> list[Program]:
+    """Lay out the work folder and return the programs, in the order they start."""
     prom_dir, am_dir = work / "prometheus", work / "alertmanager"
-    for folder in (prom_dir, am_dir):
+    for folder in (prom_dir, am_dir, work / "vantages"):
         if folder.exists():
             shutil.rmtree(folder)
     prom_dir.mkdir(parents=True)
@@ -72,13 +101,14 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, list[str]]:
         prom_config = merge(prom_config, yaml.safe_load(Path(args.prometheus_override).read_text()))
     write_yaml(prom_dir / "prometheus.yml", prom_config)
     shutil.copytree(REPO / "rules", prom_dir / "rules", ignore=shutil.ignore_patterns("tests"))
-    loopback = {
-        "upwatch": args.upwatch_port,
-        "prometheus": args.prometheus_port,
-        "alertmanager": args.alertmanager_port,
-    }
-    for job, port in loopback.items():
-        write_yaml(prom_dir / "targets" / f"{job}.yml", [{"targets": [f"127.0.0.1:{port}"]}])
+    every = agents(args)
+    multi = bool(args.vantages)
+    am_ports = [args.alertmanager_port + i for i in range(args.alertmanagers)]
+    # With vantages, the agents are scraped by their vantage's Prometheus agent, not the central one.
+    upwatch_targets = [] if multi else [{"targets": [f"127.0.0.1:{port}" for _, _, port in every]}]
+    write_yaml(prom_dir / "targets" / "upwatch.yml", upwatch_targets)
+    write_yaml(prom_dir / "targets" / "prometheus.yml", [{"targets": [f"127.0.0.1:{args.prometheus_port}"]}])
+    write_yaml(prom_dir / "targets" / "alertmanager.yml", [{"targets": [f"127.0.0.1:{p}" for p in am_ports]}])
 
     shutil.copytree(REPO / "alertmanager", am_dir, ignore=shutil.ignore_patterns("secrets", "secrets.example"))
     am_config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
@@ -88,40 +118,91 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, list[str]]:
     secrets = Path(args.secrets) if args.secrets else REPO / "alertmanager" / "secrets.example"
     shutil.copytree(secrets, am_dir / "secrets")
 
-    upwatch_config = Path(args.upwatch_config).resolve()
-    return {
-        "upwatch": [
-            sys.executable,
-            "-m",
-            "exporter",
-            "serve",
-            "--config",
-            str(upwatch_config),
-            "--listen",
-            f"127.0.0.1:{args.upwatch_port}",
-            "--log-format",
-            "json",
-        ],
-        "prometheus": [
-            find_program("prometheus"),
-            f"--config.file={prom_dir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'prometheus-data'}",
-            f"--storage.tsdb.retention.time={args.retention}",
-            f"--web.listen-address=127.0.0.1:{args.prometheus_port}",
-            f"--web.external-url=http://127.0.0.1:{args.prometheus_port}/",
-            "--web.enable-lifecycle",
-            "--log.level=warn",
-        ],
-        "alertmanager": [
+    programs = []
+    base_config = Path(args.upwatch_config).resolve()
+    for vantage, shard, port in every:
+        config = base_config
+        name = "upwatch" if not multi and args.shards == 1 else f"upwatch-{vantage or 'all'}-{shard}"
+        if multi or args.shards > 1:
+            data = yaml.safe_load(base_config.read_text()) or {}
+            if vantage is not None:
+                data["vantage"] = vantage
+            if args.shards > 1:
+                data["shard"] = {"index": shard, "total": args.shards}
+            config = work / "vantages" / f"{name}.yml"
+            write_yaml(config, data)
+        command = [sys.executable, "-m", "exporter", "serve", "--config", str(config)]
+        command += ["--listen", f"127.0.0.1:{port}", "--log-format", "json"]
+        programs.append(Program(name, command, f"http://127.0.0.1:{port}/-/ready", work))
+
+    for i, port in enumerate(am_ports):
+        name = "alertmanager" if i == 0 else f"alertmanager-{i}"
+        command = [
             find_program("prometheus-alertmanager", "alertmanager"),
             f"--config.file={am_dir / 'alertmanager.yml'}",
-            f"--storage.path={work / 'alertmanager-data'}",
-            f"--web.listen-address=127.0.0.1:{args.alertmanager_port}",
-            f"--web.external-url=http://127.0.0.1:{args.alertmanager_port}/",
-            "--cluster.listen-address=",
+            f"--storage.path={work / (name + '-data')}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.external-url=http://127.0.0.1:{port}/",
             "--log.level=warn",
-        ],
-    }
+        ]
+        if len(am_ports) == 1:
+            command.append("--cluster.listen-address=")
+        else:
+            # One gossip cluster: each listens on its own port and knows the others'.
+            command.append(f"--cluster.listen-address=127.0.0.1:{args.cluster_port + i}")
+            command += [f"--cluster.peer=127.0.0.1:{args.cluster_port + j}" for j in range(len(am_ports)) if j != i]
+            command.append("--cluster.peer-timeout=5s")
+        # Alertmanager resolves *_file secret paths against its working directory (templates
+        # against the config's folder), so it runs from its own folder.
+        programs.append(Program(name, command, f"http://127.0.0.1:{port}/-/ready", am_dir))
+
+    central = [
+        find_program("prometheus"),
+        f"--config.file={prom_dir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={work / 'prometheus-data'}",
+        f"--storage.tsdb.retention.time={args.retention}",
+        f"--web.listen-address=127.0.0.1:{args.prometheus_port}",
+        f"--web.external-url=http://127.0.0.1:{args.prometheus_port}/",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
+    ]
+    if multi:
+        central.append("--web.enable-remote-write-receiver")
+    programs.append(Program("prometheus", central, f"http://127.0.0.1:{args.prometheus_port}/-/ready", work))
+
+    if multi:
+        # Per vantage, a Prometheus in agent mode: scrapes its agents, remote-writes to the central
+        # one, and adds its vantage as an external label, so that `up` of its agents has it too.
+        vantages = list(dict.fromkeys(v for v, _, _ in every))
+        for i, vantage in enumerate(vantages):
+            assert vantage is not None
+            port = args.prometheus_port + 1 + i
+            folder = work / "vantages" / f"prometheus-{vantage}"
+            config = {
+                "global": {
+                    "scrape_interval": prom_config["global"]["scrape_interval"],
+                    "scrape_timeout": prom_config["global"].get("scrape_timeout", "10s"),
+                    "external_labels": {"vantage": vantage},
+                },
+                "scrape_configs": [
+                    {
+                        "job_name": "upwatch",
+                        "static_configs": [{"targets": [f"127.0.0.1:{p}" for v, _, p in every if v == vantage]}],
+                    }
+                ],
+                "remote_write": [{"url": f"http://127.0.0.1:{args.prometheus_port}/api/v1/write"}],
+            }
+            write_yaml(folder / "prometheus.yml", config)
+            command = [
+                find_program("prometheus"),
+                "--enable-feature=agent",
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.agent.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ]
+            programs.append(Program(f"prometheus-{vantage}", command, f"http://127.0.0.1:{port}/-/ready", folder))
+    return programs
 
 
 def wait_ready(name: str, url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -153,16 +234,17 @@ def main() -> None:
     parser.add_argument("--prometheus-override", help="YAML merged over prometheus.yml (tests: short intervals)")
     parser.add_argument("--alertmanager-override", help="YAML merged over alertmanager.yml (tests: short intervals)")
     parser.add_argument("--ready-file", help="write the URLs here as JSON once everything is ready")
+    parser.add_argument("--vantages", help="comma-separated vantage names: a Prometheus agent and agents for each")
+    parser.add_argument("--shards", type=int, default=1, help="upwatch agents per vantage, splitting the endpoints")
+    parser.add_argument("--alertmanagers", type=int, default=1, help="Alertmanagers, in one gossip cluster if 2+")
+    parser.add_argument("--cluster-port", type=int, default=9094, help="first Alertmanager cluster (gossip) port")
     args = parser.parse_args()
 
+    if args.shards < 1 or args.alertmanagers < 1:
+        parser.error("--shards and --alertmanagers take 1 or more")
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="upwatch-bundle-"))
     work.mkdir(parents=True, exist_ok=True)
-    commands = prepare(args, work)
-    ready_urls = {
-        "upwatch": f"http://127.0.0.1:{args.upwatch_port}/-/ready",
-        "alertmanager": f"http://127.0.0.1:{args.alertmanager_port}/-/ready",
-        "prometheus": f"http://127.0.0.1:{args.prometheus_port}/-/ready",
-    }
+    programs = prepare(args, work)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -173,14 +255,14 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for name in ("upwatch", "alertmanager", "prometheus"):  # Prometheus last: its targets are up
-            log = (work / f"{name}.log").open("wb")
-            # Alertmanager resolves *_file secret paths against its working directory (templates
-            # against the config's folder), so it runs from its own folder.
-            cwd = work / "alertmanager" if name == "alertmanager" else work
-            procs[name] = subprocess.Popen(commands[name], stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
-            wait_ready(name, ready_urls[name], procs[name])
-        urls = {name: url.removesuffix("/-/ready") for name, url in ready_urls.items()}
+        # Agents first, the central Prometheus after the Alertmanagers, the vantages' Prometheus last.
+        for program in programs:
+            log = (work / f"{program.name}.log").open("wb")
+            procs[program.name] = subprocess.Popen(
+                program.command, stdout=log, stderr=subprocess.STDOUT, cwd=program.cwd
+            )
+            wait_ready(program.name, program.ready, procs[program.name])
+        urls = {program.name: program.ready.removesuffix("/-/ready") for program in programs}
         print(json.dumps({"workdir": str(work), **urls}), flush=True)
         if args.ready_file:
             Path(args.ready_file).write_text(json.dumps({"workdir": str(work), **urls}))
@@ -190,9 +272,9 @@ def main() -> None:
                     raise SystemExit(f"{name} exited with code {proc.returncode}; see {work / (name + '.log')}")
             time.sleep(0.2)
     finally:
-        for name in ("prometheus", "alertmanager", "upwatch"):
-            proc = procs.get(name)
-            if proc is not None and proc.poll() is None:
+        for name in reversed(list(procs)):
+            proc = procs[name]
+            if proc.poll() is None:
                 proc.terminate()
                 try:
                     proc.wait(10)
