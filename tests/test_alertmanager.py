@@ -38,6 +38,7 @@ TEMPLATES = AM_DIR / "templates"
 RUNBOOK = "https://github.com/upwatch/upwatch/blob/main/docs/runbook.md#"
 ENDPOINT_DASHBOARD = "http://localhost:3000/d/upwatch-endpoint/endpoint?var-endpoint="
 HOST_DASHBOARD = "http://localhost:3000/d/upwatch-host/host?var-instance="
+VANTAGE_DASHBOARD = "http://localhost:3000/d/upwatch-overview/overview?var-instance=$__all"
 SMTP_PASSWORD = "smtp-test-password"
 
 RECEIVERS = {"critical", "warning", "null", "payments-critical", "payments-warning"}
@@ -265,6 +266,49 @@ def render(template: str, data: dict[str, Any], tmp_path: Path, kind: str = "tex
 )
 def test_title_and_subject(template: str, status: str, expected: str, tmp_path: Path) -> None:
     assert render(template, alert_data(status), tmp_path).strip() == expected
+
+
+def vantage_alert_data() -> dict[str, Any]:
+    """Template data for one group of UpwatchVantageLost: an alert with neither endpoint nor instance."""
+    labels = {"alertname": "UpwatchVantageLost", "vantage": "eu-west", "severity": "warning"}
+    return {
+        "receiver": "warning",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {
+                    "summary": "Vantage eu-west has stopped reporting",
+                    "description": "No agent of vantage eu-west has reported for 2 minutes",
+                    "runbook_url": RUNBOOK + "upwatchvantagelost",
+                    "dashboard_url": VANTAGE_DASHBOARD,
+                },
+                "startsAt": "2024-05-01T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph",
+                "fingerprint": "3",
+            }
+        ],
+        "groupLabels": {"alertname": "UpwatchVantageLost"},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+    }
+
+
+@pytest.mark.parametrize(
+    ("template", "kind", "expected"),
+    [
+        ("upwatch.slack.title", "text", "[FIRING:1] UpwatchVantageLost vantage eu-west (warning)"),
+        ("upwatch.email.subject", "text", "[FIRING:1] UpwatchVantageLost vantage eu-west (warning)"),
+        ("upwatch.slack.text", "text", "*vantage eu-west*: Vantage eu-west has stopped reporting"),
+        ("upwatch.email.html", "html", "FIRING: vantage eu-west: Vantage eu-west has stopped reporting"),
+    ],
+)
+def test_vantage_alerts_name_the_vantage(template: str, kind: str, expected: str, tmp_path: Path) -> None:
+    # Alerts about a vantage as a whole have no endpoint and no instance to show.
+    assert expected in render(template, vantage_alert_data(), tmp_path, kind)
 
 
 @pytest.mark.parametrize(("status", "color"), [("firing", "danger"), ("resolved", "good")])
