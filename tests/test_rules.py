@@ -44,7 +44,7 @@ SEVERITY_DEFAULT_AROUND = re.compile(
 # alerts judged across vantages (no instance), from any one agent's. Compared with runs of
 # whitespace as one space.
 URL_JOINS = (
-    "* on (job, instance, endpoint) group_left (url) upwatch_endpoint_info",
+    "* on (job, instance, vantage, endpoint) group_left (url) upwatch_endpoint_info",
     "* ignoring (vantage, instance, job, shard, url, method) group_left (url) "
     "topk without (vantage, instance, job, shard, url, method) (1, last_over_time(upwatch_endpoint_info[1m]))",
 )
