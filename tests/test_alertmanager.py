@@ -38,6 +38,7 @@ TEMPLATES = AM_DIR / "templates"
 RUNBOOK = "https://github.com/upwatch/upwatch/blob/main/docs/runbook.md#"
 ENDPOINT_DASHBOARD = "http://localhost:3000/d/upwatch-endpoint/endpoint?var-endpoint="
 HOST_DASHBOARD = "http://localhost:3000/d/upwatch-host/host?var-instance="
+VANTAGE_DASHBOARD = "http://localhost:3000/d/upwatch-overview/overview?var-instance=$__all"
 SMTP_PASSWORD = "smtp-test-password"
 
 RECEIVERS = {"critical", "warning", "null", "payments-critical", "payments-warning"}
@@ -64,7 +65,7 @@ def test_check_config_accepts_the_file_without_any_secret_present() -> None:
     # (and Alertmanager starts) without them.
     result = run([program("amtool"), "check-config", str(CONFIG)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 inhibit rules" in result.stdout
+    assert "7 inhibit rules" in result.stdout
     assert f"{len(RECEIVERS)} receivers" in result.stdout
     assert "SUCCESS" in result.stdout
 
@@ -265,6 +266,49 @@ def render(template: str, data: dict[str, Any], tmp_path: Path, kind: str = "tex
 )
 def test_title_and_subject(template: str, status: str, expected: str, tmp_path: Path) -> None:
     assert render(template, alert_data(status), tmp_path).strip() == expected
+
+
+def vantage_alert_data() -> dict[str, Any]:
+    """Template data for one group of UpwatchVantageLost: an alert with neither endpoint nor instance."""
+    labels = {"alertname": "UpwatchVantageLost", "vantage": "eu-west", "severity": "warning"}
+    return {
+        "receiver": "warning",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {
+                    "summary": "Vantage eu-west has stopped reporting",
+                    "description": "No agent of vantage eu-west has reported for 2 minutes",
+                    "runbook_url": RUNBOOK + "upwatchvantagelost",
+                    "dashboard_url": VANTAGE_DASHBOARD,
+                },
+                "startsAt": "2024-05-01T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph",
+                "fingerprint": "3",
+            }
+        ],
+        "groupLabels": {"alertname": "UpwatchVantageLost"},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+    }
+
+
+@pytest.mark.parametrize(
+    ("template", "kind", "expected"),
+    [
+        ("upwatch.slack.title", "text", "[FIRING:1] UpwatchVantageLost vantage eu-west (warning)"),
+        ("upwatch.email.subject", "text", "[FIRING:1] UpwatchVantageLost vantage eu-west (warning)"),
+        ("upwatch.slack.text", "text", "*vantage eu-west*: Vantage eu-west has stopped reporting"),
+        ("upwatch.email.html", "html", "FIRING: vantage eu-west: Vantage eu-west has stopped reporting"),
+    ],
+)
+def test_vantage_alerts_name_the_vantage(template: str, kind: str, expected: str, tmp_path: Path) -> None:
+    # Alerts about a vantage as a whole have no endpoint and no instance to show.
+    assert expected in render(template, vantage_alert_data(), tmp_path, kind)
 
 
 @pytest.mark.parametrize(("status", "color"), [("firing", "danger"), ("resolved", "good")])
@@ -749,6 +793,64 @@ def test_inhibition(start_alertmanager: Callable[..., Alertmanager]) -> None:
     assert alerts["upwatch-down"]["status"]["inhibitedBy"] == [alerts["host-down"]["fingerprint"]]
     assert alerts["host-down"]["status"]["state"] == "active"
     assert alerts["down"]["status"]["state"] == "active"
+
+
+def test_inhibition_across_vantages(start_alertmanager: Callable[..., Alertmanager]) -> None:
+    am = start_alertmanager()
+    now = datetime.now(UTC)
+    eu, us = {"vantage": "eu-west", "instance": "eu:9877"}, {"vantage": "us-east", "instance": "us:9877"}
+    am.post(
+        # EndpointDown by quorum (no instance) silences every vantage's other alerts of orders.
+        alert("down", now, alertname="EndpointDown", endpoint="orders", severity="critical", state="down"),
+        alert("orders-burn-eu", now, alertname="EndpointErrorBudgetBurn", endpoint="orders", severity="critical", **eu),
+        alert("orders-flapping-us", now, alertname="EndpointFlapping", endpoint="orders", severity="warning", **us),
+        # EndpointDownRegional silences its own vantage's other alerts of the endpoint, not another's.
+        alert(
+            "regional", now, alertname="EndpointDownRegional", endpoint="users", vantage="eu-west", severity="warning"
+        ),
+        alert("users-burn-eu", now, alertname="EndpointErrorBudgetBurn", endpoint="users", severity="critical", **eu),
+        alert("users-burn-us", now, alertname="EndpointErrorBudgetBurn", endpoint="users", severity="critical", **us),
+        # An impaired vantage's endpoint alerts are silenced, any endpoint; other vantages' are not.
+        alert("impaired", now, alertname="UpwatchVantageImpaired", vantage="ap-south", severity="warning"),
+        alert(
+            "search-degraded-ap",
+            now,
+            alertname="EndpointDegraded",
+            endpoint="search",
+            vantage="ap-south",
+            instance="ap:9877",
+            severity="warning",
+        ),
+        alert("search-degraded-us", now, alertname="EndpointDegraded", endpoint="search", severity="warning", **us),
+        # Without vantages nothing changes: a per-agent EndpointDown (with its instance) silences
+        # only its own instance's alerts, as test_inhibition shows.
+        alert("agent-down", now, alertname="EndpointDown", endpoint="web", instance="a:9877", severity="critical"),
+        alert(
+            "web-burn-b",
+            now,
+            alertname="EndpointErrorBudgetBurn",
+            endpoint="web",
+            instance="b:9877",
+            severity="critical",
+        ),
+    )
+    expected = {
+        "orders-burn-eu": "down",
+        "orders-flapping-us": "down",
+        "users-burn-eu": "regional",
+        "search-degraded-ap": "impaired",
+    }
+
+    def inhibited() -> set[str]:
+        return {name for name, found in am.alerts().items() if found["status"]["inhibitedBy"]}
+
+    settle(lambda: inhibited() == set(expected))
+    assert inhibited() == set(expected)
+    alerts = am.alerts()
+    for name, by in expected.items():
+        assert alerts[name]["status"]["inhibitedBy"] == [alerts[by]["fingerprint"]], name
+    for name in ["down", "regional", "users-burn-us", "impaired", "search-degraded-us", "agent-down", "web-burn-b"]:
+        assert alerts[name]["status"]["state"] == "active", name
 
 
 def test_maintenance_window_mutes_notifications(start_alertmanager: Callable[..., Alertmanager]) -> None:

@@ -29,14 +29,30 @@ RECORD_NAME = re.compile(r"^[a-z_]+:[a-zA-Z0-9_]+:[a-zA-Z0-9_]+$")
 RUNBOOK_URL = "https://github.com/upwatch/upwatch/blob/main/docs/runbook.md#"
 ENDPOINT_DASHBOARD = "http://localhost:3000/d/upwatch-endpoint/endpoint?var-endpoint={{ $labels.endpoint }}"
 HOST_DASHBOARD = "http://localhost:3000/d/upwatch-host/host?var-instance={{ $labels.instance }}"
-# EndpointDown keeps the endpoint's own severity label, defaulting to critical (the spec's expression).
+VANTAGE_DASHBOARD = "http://localhost:3000/d/upwatch-overview/overview?var-instance=$__all"
+# EndpointDown keeps the endpoint's own severity label, defaulting to critical: the spec's
+# expression for the per-agent rule, the same label_replace around the whole expression for the
+# quorum rule.
 SEVERITY_DEFAULT = re.compile(
     r'label_replace\(\s*upwatch_endpoint_state\{state="down"\}\s*==\s*1\s*,'
     r'\s*"severity"\s*,\s*"critical"\s*,\s*"severity"\s*,\s*""\s*\)'
 )
+SEVERITY_DEFAULT_AROUND = re.compile(
+    r'^label_replace\(.*,\s*"severity"\s*,\s*"critical"\s*,\s*"severity"\s*,\s*""\s*\)$', re.DOTALL
+)
+# How an alert about one endpoint gets its `url`: from the agent's upwatch_endpoint_info, or, for the
+# alerts judged across vantages (no instance), from any one agent's. Compared with runs of
+# whitespace as one space.
+URL_JOINS = (
+    "* on (job, instance, vantage, endpoint) group_left (url) upwatch_endpoint_info",
+    "* ignoring (vantage, instance, job, shard, url, method) group_left (url) "
+    "topk without (vantage, instance, job, shard, url, method) (1, last_over_time(upwatch_endpoint_info[1m]))",
+)
 JOBS = {"upwatch": "host.docker.internal:9877", "prometheus": "prometheus:9090", "alertmanager": "alertmanager:9093"}
-# Alerts about the agent as a whole; every other alert of upwatch-alerts.yml is about one endpoint.
+# Alerts about the agent as a whole, and about a vantage as a whole; every other alert of
+# upwatch-alerts.yml is about one endpoint.
 AGENT_ALERTS = {"UpwatchDown", "UpwatchConfigReloadFailed"}
+VANTAGE_ALERTS = {"UpwatchVantageImpaired", "UpwatchVantageLost"}
 
 
 def promtool() -> str:
@@ -85,7 +101,11 @@ def alerts() -> list[dict[str, Any]]:
 
 def endpoint_alerts() -> list[dict[str, Any]]:
     """The alerting rules about one endpoint."""
-    return [r for f, r in rules() if f == "upwatch-alerts.yml" and "alert" in r and r["alert"] not in AGENT_ALERTS]
+    return [
+        r
+        for f, r in rules()
+        if f == "upwatch-alerts.yml" and "alert" in r and r["alert"] not in AGENT_ALERTS | VANTAGE_ALERTS
+    ]
 
 
 def records() -> list[dict[str, Any]]:
@@ -146,7 +166,7 @@ def test_every_alert_has_a_severity() -> None:
         if name == "EndpointDown":
             if "severity" in labels:
                 problems.append("EndpointDown: severity must come from the endpoint's label, not the rule")
-            if not SEVERITY_DEFAULT.search(alert["expr"]):
+            if not (SEVERITY_DEFAULT.search(alert["expr"]) or SEVERITY_DEFAULT_AROUND.match(alert["expr"].strip())):
                 problems.append(f"EndpointDown: expression does not default severity to critical: {alert['expr']}")
         elif labels.get("severity") not in SEVERITIES:
             problems.append(f"{name}: severity {labels.get('severity')!r} is not one of {sorted(SEVERITIES)}")
@@ -168,7 +188,12 @@ def test_every_alert_has_its_annotations() -> None:
             problems.append(f"{name}: runbook_url {annotations.get('runbook_url')!r}, not {RUNBOOK_URL + name.lower()}")
         if name.lower() not in anchors:
             problems.append(f"{name}: docs/runbook.md has no heading {name!r} (anchor #{name.lower()})")
-        dashboard = ENDPOINT_DASHBOARD if alert in endpoint_alerts() else HOST_DASHBOARD
+        if alert in endpoint_alerts():
+            dashboard = ENDPOINT_DASHBOARD
+        elif name in VANTAGE_ALERTS:
+            dashboard = VANTAGE_DASHBOARD
+        else:
+            dashboard = HOST_DASHBOARD
         if annotations.get("dashboard_url") != dashboard:
             problems.append(f"{name}: dashboard_url {annotations.get('dashboard_url')!r}, not {dashboard!r}")
     assert not problems, "\n".join(problems)
@@ -178,7 +203,7 @@ def test_endpoint_alerts_carry_the_url() -> None:
     """Alerts about one endpoint join `url` from upwatch_endpoint_info and show it as an annotation."""
     problems = []
     for alert in endpoint_alerts():
-        if "* on (job, instance, endpoint) group_left (url) upwatch_endpoint_info" not in alert["expr"]:
+        if not any(join in " ".join(alert["expr"].split()) for join in URL_JOINS):
             problems.append(f"{alert['alert']}: does not join url from upwatch_endpoint_info")
         if alert.get("annotations", {}).get("url") != "{{ $labels.url }}":
             problems.append(f"{alert['alert']}: no url annotation")
@@ -193,6 +218,7 @@ def test_alerts_are_the_spec_ones() -> None:
         found.setdefault(alert["alert"], set()).add((severity, alert.get("for", "none")))
     assert found == {
         "EndpointDown": {("endpoint's", "none")},
+        "EndpointDownRegional": {("warning", "1m")},
         "EndpointDegraded": {("warning", "5m")},
         "EndpointFlapping": {("warning", "none")},
         "EndpointCertificateExpiring": {("warning", "none"), ("critical", "none")},
@@ -201,6 +227,8 @@ def test_alerts_are_the_spec_ones() -> None:
         "UpwatchProbesStalled": {("warning", "2m")},
         "UpwatchDown": {("critical", "1m")},
         "UpwatchConfigReloadFailed": {("warning", "5m")},
+        "UpwatchVantageImpaired": {("warning", "2m")},
+        "UpwatchVantageLost": {("warning", "1m")},
         "HostCpuHigh": {("warning", "5m"), ("critical", "5m")},
         "HostMemoryHigh": {("warning", "5m"), ("critical", "5m")},
         "HostFilesystemSpaceLow": {("warning", "5m"), ("critical", "5m")},
