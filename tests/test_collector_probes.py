@@ -46,6 +46,7 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "upwatch_endpoint_state_since_timestamp_seconds": ("gauge", frozenset()),
     "upwatch_probe_last_run_timestamp_seconds": ("gauge", frozenset()),
     "upwatch_endpoint_slo_objective": ("gauge", frozenset()),
+    "upwatch_endpoint_quorum": ("gauge", frozenset()),
     "upwatch_endpoint_interval_seconds": ("gauge", frozenset()),
     "upwatch_endpoint_timeout_seconds": ("gauge", frozenset()),
     "upwatch_endpoint_info": ("gauge", frozenset({"url", "method"})),
@@ -111,7 +112,7 @@ def store() -> ResultStore:
     s = ResultStore(clock=lambda: CREATED_AT)
     s.sync(
         [
-            endpoint("orders-api", labels=LABELS, slo={"availability": 99.9}),
+            endpoint("orders-api", labels=LABELS, slo={"availability": 99.9}, quorum=2),
             endpoint("plain", url="http://user:secret@plain.example.com:8080/ping?token=abc#frag", method="head"),
         ]
     )
@@ -154,10 +155,11 @@ def test_every_contract_metric_with_type_and_labels(store: ResultStore, expositi
     # The cert expiry is known only from the TLS probe, the SLO only for the endpoint that has one.
     assert seen["probe_ssl_earliest_cert_expiry"] == {"orders-api"}
     assert seen["upwatch_endpoint_slo_objective"] == {"orders-api"}
+    assert seen["upwatch_endpoint_quorum"] == {"orders-api"}
     assert all(
         endpoints == {"orders-api", "plain"}
         for name, endpoints in seen.items()
-        if "ssl_earliest" not in name and "slo" not in name
+        if "ssl_earliest" not in name and "slo" not in name and "quorum" not in name
     )
 
 
@@ -304,6 +306,11 @@ def test_state_incidents_downtime_and_since(store: ResultStore, get: Get) -> Non
     assert get("upwatch_endpoint_downtime_seconds_total", orders()) == 40
 
 
+def test_quorum_only_where_the_config_sets_it(get: Get) -> None:
+    assert get("upwatch_endpoint_quorum", orders()) == 2
+    assert get("upwatch_endpoint_quorum", plain()) is None
+
+
 def test_slo_objective_ratio(store: ResultStore, get: Get) -> None:
     assert get("upwatch_endpoint_slo_objective", orders()) == 0.999
     assert get("upwatch_endpoint_slo_objective", plain()) is None
@@ -435,6 +442,8 @@ def _reference_endpoint(families: dict[str, Metric], ep: EndpointSnapshot, bucke
     if ep.endpoint.slo is not None:
         # The ratio as a decimal fraction, as the exposition promises (0.999, not 0.9990000000000001).
         put("upwatch_endpoint_slo_objective", float(f"{ep.endpoint.slo.availability / 100:.12g}"))
+    if ep.endpoint.quorum is not None:
+        put("upwatch_endpoint_quorum", ep.endpoint.quorum)
     put("upwatch_endpoint_interval_seconds", ep.endpoint.interval)
     put("upwatch_endpoint_timeout_seconds", ep.endpoint.timeout)
     put("upwatch_endpoint_info", 1.0, {"url": ep.endpoint.safe_url, "method": ep.endpoint.method})

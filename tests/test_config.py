@@ -69,7 +69,7 @@ def alias_bomb() -> str:
 
 ENDPOINT_KEYS = (
     "name, url, method, headers, body, interval, timeout, failure_threshold, success_threshold, degraded_after, "
-    "expect, tls, follow_redirects, max_redirects, body_size_limit, labels, slo"
+    "expect, tls, follow_redirects, max_redirects, body_size_limit, labels, slo, quorum"
 )
 DEFAULTS_KEYS = ENDPOINT_KEYS.removeprefix("name, url, ")
 STATUS_HINT = "use 200, '2xx' or '200-299'"

@@ -53,7 +53,7 @@ _COUNTER = "counter"
 _HISTOGRAM = "histogram"
 
 # Exposed name -> (type, help), in exposition order. Counters are named with `_total` as exposed.
-# The data families come first, then the four that depend on the endpoint's config alone (see
+# The data families come first, then the five that depend on the endpoint's config alone (see
 # `_data_values` and `_config_values`).
 _FAMILIES: dict[str, tuple[str, str]] = {
     "probe_success": (_GAUGE, "Whether the last probe succeeded (1) or failed (0)."),
@@ -85,12 +85,13 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "upwatch_endpoint_state_since_timestamp_seconds": (_GAUGE, "When the current state began, unix seconds."),
     "upwatch_probe_last_run_timestamp_seconds": (_GAUGE, "When the last probe finished, unix seconds."),
     "upwatch_endpoint_slo_objective": (_GAUGE, "Availability objective of the endpoint as a ratio (0.999 for 99.9%)."),
+    "upwatch_endpoint_quorum": (_GAUGE, "Vantages that must see the endpoint down to page, where the config sets it."),
     "upwatch_endpoint_interval_seconds": (_GAUGE, "Configured time between two probes of the endpoint, in seconds."),
     "upwatch_endpoint_timeout_seconds": (_GAUGE, "Configured deadline of one probe of the endpoint, in seconds."),
     "upwatch_endpoint_info": (_GAUGE, "Probed endpoint: URL without credentials or query string, and HTTP method."),
 }
 _HIST = "upwatch_probe_duration_seconds"
-_DATA_FAMILIES = len(_FAMILIES) - 4  # the last four depend on the endpoint's config alone
+_DATA_FAMILIES = len(_FAMILIES) - 5  # the last five depend on the endpoint's config alone: `_config_values`
 # Data families that every probe result changes (a count goes up, the last run is later): redone
 # whenever the endpoint's data changed, without comparing, and so without keeping, their values.
 # Kept, their counts (new int objects in every snapshot) would cost more than the lines.
@@ -293,6 +294,7 @@ def _config_values(endpoint: Endpoint) -> tuple[tuple[Value, ...], ...]:
     """The values of the last families, which depend on the endpoint's config alone: rendered with its templates."""
     return (
         _ABSENT if endpoint.slo is None else (_ratio(endpoint.slo.availability),),
+        _ABSENT if endpoint.quorum is None else (endpoint.quorum,),
         (endpoint.interval,),
         (endpoint.timeout,),
         _ONE,

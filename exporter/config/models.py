@@ -107,6 +107,9 @@ class Endpoint(StrictModel):
         default_factory=dict, description="added to every series of the endpoint"
     )
     slo: SLO | None = Field(default=None)
+    quorum: int | None = Field(
+        default=None, ge=1, le=1000, description="vantages that must see it down to page (default: a majority)"
+    )
 
     @property
     def safe_url(self) -> str:
