@@ -43,8 +43,11 @@ GRAFANA_VERSION = "12.4.3"
 IMAGES = {
     "prometheus": f"prom/prometheus:{PROMETHEUS_VERSION}",
     "alertmanager": f"prom/alertmanager:{ALERTMANAGER_VERSION}",
+    "alertmanager-2": f"prom/alertmanager:{ALERTMANAGER_VERSION}",
     "grafana": f"grafana/grafana:{GRAFANA_VERSION}",
 }
+# The Alertmanager pair: one gossip cluster, each naming the other as its peer.
+ALERTMANAGERS = {"alertmanager": "alertmanager-2", "alertmanager-2": "alertmanager"}
 
 # The host's own filesystems the agent reads, and where it sees them (upwatch.yml's host.paths).
 HOST_MOUNTS = {"/proc": "/host/proc", "/sys": "/host/sys", "/": "/host/root"}
@@ -55,25 +58,43 @@ UPWATCH_TARGET = f"host.docker.internal:{UPWATCH_PORT}"
 UID = 10001
 # What each image has to run its healthcheck with: the slim Python image has no curl, Prometheus'
 # and Alertmanager's busybox images have wget, Grafana's has curl.
-HEALTHCHECK_PROGRAMS = {"upwatch": "python", "prometheus": "wget", "alertmanager": "wget", "grafana": "curl"}
+HEALTHCHECK_PROGRAMS = {
+    "upwatch": "python",
+    "prometheus": "wget",
+    "alertmanager": "wget",
+    "alertmanager-2": "wget",
+    "grafana": "curl",
+}
 HEALTH_URLS = {
     "upwatch": f"http://127.0.0.1:{UPWATCH_PORT}/-/healthy",
     "prometheus": "http://127.0.0.1:9090/-/ready",
     "alertmanager": "http://127.0.0.1:9093/-/ready",
+    "alertmanager-2": "http://127.0.0.1:9093/-/ready",
     "grafana": "http://127.0.0.1:3000/api/health",
 }
 DEPENDS_ON = {
     "upwatch": {},
     "alertmanager": {},
-    "prometheus": {"upwatch": "service_healthy", "alertmanager": "service_healthy"},
+    "alertmanager-2": {},
+    "prometheus": {
+        "upwatch": "service_healthy",
+        "alertmanager": "service_healthy",
+        "alertmanager-2": "service_healthy",
+    },
     "grafana": {"prometheus": "service_healthy"},
 }
 PORTS = {
     "prometheus": ["127.0.0.1:9090:9090"],
     "alertmanager": ["127.0.0.1:9093:9093"],
+    "alertmanager-2": ["127.0.0.1:9095:9093"],
     "grafana": ["127.0.0.1:3000:3000"],
 }
-DATA_VOLUMES = {"prometheus": "/prometheus", "alertmanager": "/alertmanager", "grafana": "/var/lib/grafana"}
+DATA_VOLUMES = {
+    "prometheus": "/prometheus",
+    "alertmanager": "/alertmanager",
+    "alertmanager-2": "/alertmanager",
+    "grafana": "/var/lib/grafana",
+}
 GRAFANA_DATASOURCE_UID = "upwatch-prometheus"
 GRAFANA_DASHBOARDS = "/var/lib/grafana/dashboards"
 # A value for the one required variable, which .env.example leaves empty on purpose.
@@ -231,9 +252,9 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_docker_compose_accepts_the_file(resolved: dict[str, Any]) -> None:
-    """docker-compose 1.29 loads compose.yaml (with .env.example's variables) and sees the four services."""
-    assert set(resolved["services"]) == {"upwatch", "prometheus", "alertmanager", "grafana"}
-    assert set(resolved["volumes"]) == {"prometheus-data", "alertmanager-data", "grafana-data"}
+    """docker-compose 1.29 loads compose.yaml (with .env.example's variables) and sees the five services."""
+    assert set(resolved["services"]) == {"upwatch", "prometheus", "alertmanager", "alertmanager-2", "grafana"}
+    assert set(resolved["volumes"]) == {"prometheus-data", "alertmanager-data", "alertmanager-2-data", "grafana-data"}
     assert resolved["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "test-admin-password"
 
 
@@ -381,14 +402,15 @@ def test_prometheus_reaches_the_agent_on_the_host() -> None:
     assert load_yaml(REPO / "targets" / "upwatch.yml") == [{"targets": [UPWATCH_TARGET]}]
 
 
-@pytest.mark.parametrize("job", ["prometheus", "alertmanager"])
-def test_other_targets_are_compose_services(job: str) -> None:
+@pytest.mark.parametrize(("job", "services"), [("prometheus", ["prometheus"]), ("alertmanager", list(ALERTMANAGERS))])
+def test_other_targets_are_compose_services(job: str, services: list[str]) -> None:
     """The other committed targets name services on the compose network, at the ports they listen on."""
     (group,) = load_yaml(REPO / "targets" / f"{job}.yml")
-    (target,) = group["targets"]
-    host, _, port = target.partition(":")
-    assert host == job and "network_mode" not in service(job)
-    assert f"{port}:{port}" in service(job)["ports"][0]
+    assert [target.partition(":")[0] for target in group["targets"]] == services
+    for target in group["targets"]:
+        host, _, port = target.partition(":")
+        assert "network_mode" not in service(host)
+        assert service(host)["ports"][0].endswith(f":{port}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,14 +449,16 @@ def test_prometheus_runs_the_repository_config_and_rules() -> None:
         assert PurePosixPath(path).parts[0] in {"targets", "rules"}, path
 
 
-def test_alertmanager_runs_from_its_folder_with_the_secrets_where_its_config_looks() -> None:
-    """Mounted at /etc/alertmanager, run from there, secrets at the paths alertmanager.yml resolves."""
-    am = service("alertmanager")
-    f = flags("alertmanager")
+@pytest.mark.parametrize("name", list(ALERTMANAGERS))
+def test_alertmanager_runs_from_its_folder_with_the_secrets_where_its_config_looks(name: str) -> None:
+    """Mounted at /etc/alertmanager, run from there, secrets at the paths alertmanager.yml resolves; one cluster."""
+    am = service(name)
+    f = flags(name)
     assert f["--config.file"] == "/etc/alertmanager/alertmanager.yml"
-    assert f["--storage.path"] == DATA_VOLUMES["alertmanager"]
-    assert f["--cluster.listen-address"] == ""
-    assert {t: m.source for t, m in binds("alertmanager").items()} == {"/etc/alertmanager": "./alertmanager"}
+    assert f["--storage.path"] == DATA_VOLUMES[name]
+    assert f["--cluster.listen-address"] == "0.0.0.0:9094"
+    assert f["--cluster.peer"] == f"{ALERTMANAGERS[name]}:9094"
+    assert {t: m.source for t, m in binds(name).items()} == {"/etc/alertmanager": "./alertmanager"}
     assert am["working_dir"] == "/etc/alertmanager"
     config_global = load_yaml(REPO / "alertmanager" / "alertmanager.yml")["global"]
     wanted = {

@@ -48,7 +48,11 @@ URL_JOINS = (
     "* ignoring (vantage, instance, job, shard, url, method) group_left (url) "
     "topk without (vantage, instance, job, shard, url, method) (1, last_over_time(upwatch_endpoint_info[1m]))",
 )
-JOBS = {"upwatch": "host.docker.internal:9877", "prometheus": "prometheus:9090", "alertmanager": "alertmanager:9093"}
+JOBS = {
+    "upwatch": ["host.docker.internal:9877"],
+    "prometheus": ["prometheus:9090"],
+    "alertmanager": ["alertmanager:9093", "alertmanager-2:9093"],  # the clustered pair
+}
 # Alerts about the agent as a whole, and about a vantage as a whole; every other alert of
 # upwatch-alerts.yml is about one endpoint.
 AGENT_ALERTS = {"UpwatchDown", "UpwatchConfigReloadFailed"}
@@ -291,7 +295,7 @@ def test_prometheus_config_follows_the_spec() -> None:
     assert alertmanagers["file_sd_configs"] == [{"files": ["targets/alertmanager.yml"]}]
 
 
-@pytest.mark.parametrize(("job", "target"), JOBS.items())
-def test_committed_targets_are_the_compose_services(job: str, target: str) -> None:
-    """targets/<job>.yml names the compose service (the host gateway for upwatch)."""
-    assert load(REPO / "targets" / f"{job}.yml") == [{"targets": [target]}]
+@pytest.mark.parametrize(("job", "targets"), JOBS.items())
+def test_committed_targets_are_the_compose_services(job: str, targets: list[str]) -> None:
+    """targets/<job>.yml names the compose services (the host gateway for upwatch)."""
+    assert load(REPO / "targets" / f"{job}.yml") == [{"targets": targets}]
