@@ -122,6 +122,25 @@ def wait_for(what: str, predicate: Callable[[], object], timeout: float) -> None
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive loopback ports that are free now."""
+    for _ in range(100):
+        base = free_port()
+        socks = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 @dataclass(frozen=True)
 class NativeBundle:
     """A running scripts/bundle.py: its URLs and ports."""
@@ -140,8 +159,13 @@ def native_bundle(
     secrets: Path,
     prometheus_override: dict[str, Any],
     alertmanager_override: dict[str, Any],
+    alertmanagers: int = 1,
 ) -> Iterator[NativeBundle]:
-    """Run the whole bundle with scripts/bundle.py on free loopback ports, with test-only overrides."""
+    """Run the whole bundle with scripts/bundle.py on free loopback ports, with test-only overrides.
+
+    With `alertmanagers` of 2 or more they form one gossip cluster, on consecutive ports (web and
+    gossip) from two free ones; Prometheus sends to each.
+    """
     program("prometheus")
     program("prometheus-alertmanager")
     overrides = {}
@@ -149,6 +173,10 @@ def native_bundle(
         overrides[name] = tmp / f"{name}-override.yml"
         overrides[name].write_text(yaml.safe_dump(data))
     ports = {"upwatch": free_port(), "prometheus": free_port(), "alertmanager": free_port()}
+    cluster: list[str] = []
+    if alertmanagers > 1:
+        ports["alertmanager"] = free_ports(alertmanagers)
+        cluster = ["--alertmanagers", str(alertmanagers), "--cluster-port", str(free_ports(alertmanagers))]
     ready = tmp / "ready.json"
     proc = subprocess.Popen(
         [
@@ -167,6 +195,7 @@ def native_bundle(
             str(overrides["alertmanager"]),
             "--ready-file",
             str(ready),
+            *cluster,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -83,10 +83,13 @@ class Stack:
     prometheus: str
     alertmanager: str
     set_healthy: Callable[[bool], None]
+    alertmanagers: int
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+# Once with one Alertmanager, once with a clustered pair (each alert sent to both): the same
+# notifications, each exactly once, either way.
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-alertmanager", "clustered-pair"])
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     program("prometheus")
     program("prometheus-alertmanager")
     tmp: Path = tmp_path_factory.mktemp("bundle")
@@ -151,6 +154,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "global": {"smtp_smarthost": f"127.0.0.1:{smtp_port}", "smtp_require_tls": False},
                 "route": {"group_wait": "1s", "group_interval": f"{GROUP_INTERVAL:g}s", "repeat_interval": "1h"},
             },
+            alertmanagers=request.param,
         ) as bundle:
             yield Stack(
                 inbox=inbox,
@@ -158,6 +162,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 prometheus=bundle.prometheus,
                 alertmanager=bundle.alertmanager,
                 set_healthy=lambda up: healthy.set() if up else healthy.clear(),
+                alertmanagers=request.param,
             )
     finally:
         smtp.stop()
@@ -177,6 +182,21 @@ def test_the_stack_scrapes_upwatch(stack: Stack) -> None:
         return bool(result) and result[0]["value"][1] == "1"
 
     wait_for("Prometheus to see the endpoint up", up, 30)
+    # Prometheus sends to every Alertmanager, and a pair has formed one cluster.
+    wait_for(
+        "Prometheus to know every Alertmanager",
+        lambda: (
+            len(httpx.get(f"{stack.prometheus}/api/v1/alertmanagers").json()["data"]["activeAlertmanagers"])
+            == stack.alertmanagers
+        ),
+        30,
+    )
+    wanted = stack.alertmanagers if stack.alertmanagers > 1 else 0  # one alone runs no cluster
+
+    def peers() -> int:
+        return len(httpx.get(f"{stack.alertmanager}/api/v2/status").json()["cluster"].get("peers") or [])
+
+    wait_for(f"{wanted} Alertmanagers in the cluster", lambda: peers() == wanted, 30)
     time.sleep(2)
     assert not stack.inbox.slack_about("EndpointDown")
     assert not stack.inbox.mail_about("EndpointDown")
