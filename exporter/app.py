@@ -178,6 +178,7 @@ class Agent:
             ready=self.ready,
             reload=self.reload,
             snapshot=self._store.snapshot,
+            vantage=lambda: self._config.vantage if self._config else None,
         )
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()

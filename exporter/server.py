@@ -163,6 +163,7 @@ class MetricsServer:
         ready: Callable[[], bool],
         reload: ReloadFn,
         snapshot: Callable[[], StoreSnapshot],
+        vantage: Callable[[], str | None] = lambda: None,
     ) -> None:
         # The server's own registry (never the global one): the agent's and the host's collectors.
         self._registry = CollectorRegistry(auto_describe=False)
@@ -170,6 +171,7 @@ class MetricsServer:
         self._ready = ready
         self._reload = reload
         self._snapshot = snapshot
+        self._vantage = vantage
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._sockets: list[socket.socket] = []
@@ -295,7 +297,8 @@ class MetricsServer:
         return Reply.text(200 if ok else 500, message + "\n")
 
     async def _index(self, scope: Scope) -> Reply:
-        return Reply(200, "text/html; charset=utf-8", (render_index(self._snapshot()).encode(),))
+        page = render_index(self._snapshot(), self._vantage())
+        return Reply(200, "text/html; charset=utf-8", (page.encode(),))
 
 
 def gzip_pieces(pieces: Iterable[bytes]) -> bytes:
@@ -343,15 +346,16 @@ def _row(ep: EndpointSnapshot) -> str:
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
-def render_index(snapshot: StoreSnapshot) -> str:
+def render_index(snapshot: StoreSnapshot, vantage: str | None = None) -> str:
     """The status page: each endpoint, its state, since when, and its last result."""
     rows = "\n".join(_row(ep) for ep in snapshot.endpoints) or '<tr><td colspan="7">No endpoints configured.</td></tr>'
+    where = f"<p>Probed from vantage <strong>{html.escape(vantage)}</strong>.</p>" if vantage else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
 <title>upwatch</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border-bottom:1px solid #ddd;padding:.4em .8em;text-align:left}}</style></head>
-<body><h1>upwatch {html.escape(__version__)}</h1>
+<body><h1>upwatch {html.escape(__version__)}</h1>{where}
 <p><a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>
 <table><thead><tr><th>Endpoint</th><th>State</th><th>Since</th><th>Last result</th><th>Status</th>
 <th>Duration</th><th>Target</th></tr></thead>

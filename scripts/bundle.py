@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,13 @@ def write_yaml(path: Path, data: Any) -> None:
 
 @dataclass(frozen=True)
 class Program:
-    """One program of the bundle: its command line, readiness URL, and working folder."""
+    """One program of the bundle: its command line, readiness URL, working folder and extra environment."""
 
     name: str
     command: list[str]
     ready: str
     cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def agents(args: argparse.Namespace) -> list[tuple[str | None, int, int]]:
@@ -133,7 +135,9 @@ def prepare(args: argparse.Namespace, work: Path) -> list[Program]:
             write_yaml(config, data)
         command = [sys.executable, "-m", "exporter", "serve", "--config", str(config)]
         command += ["--listen", f"127.0.0.1:{port}", "--log-format", "json"]
-        programs.append(Program(name, command, f"http://127.0.0.1:{port}/-/ready", work))
+        # The agent's vantage in its environment too, for `${UPWATCH_VANTAGE}` in the config.
+        env = {"UPWATCH_VANTAGE": vantage} if vantage is not None else {}
+        programs.append(Program(name, command, f"http://127.0.0.1:{port}/-/ready", work, env))
 
     for i, port in enumerate(am_ports):
         name = "alertmanager" if i == 0 else f"alertmanager-{i}"
@@ -259,7 +263,11 @@ def main() -> None:
         for program in programs:
             log = (work / f"{program.name}.log").open("wb")
             procs[program.name] = subprocess.Popen(
-                program.command, stdout=log, stderr=subprocess.STDOUT, cwd=program.cwd
+                program.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=program.cwd,
+                env={**os.environ, **program.env},
             )
             wait_ready(program.name, program.ready, procs[program.name])
         urls = {program.name: program.ready.removesuffix("/-/ready") for program in programs}

@@ -387,8 +387,11 @@ async def test_a_vantage_labels_every_endpoint_series_and_a_shard_exports_only_i
         metrics = await scrape_until(
             f"http://{host}:{port}", "the shard's endpoints probed", lambda m: all(successes(m, n) for n in mine)
         )
+        async with httpx.AsyncClient() as client:
+            page = (await client.get(f"http://{host}:{port}/")).text
     finally:
         await agent.stop()
+    assert "vantage <strong>eu-west</strong>" in page
     endpoint_series = [
         dict(labels) for samples in metrics.values() for labels in samples if any(k == "endpoint" for k, _ in labels)
     ]

@@ -60,7 +60,10 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     agents, proms, ams, closed = base, base + 6, base + 10, base + 14
     config.write_text(
         "host: {enabled: false}\ndefaults: {interval: 2s, timeout: 1s}\nendpoints:\n"
-        + "".join(f"  - {{name: ep-{i}, url: 'http://127.0.0.1:{closed}/'}}\n" for i in range(ENDPOINTS))
+        # ${UPWATCH_VANTAGE}: the bundle gives each agent its vantage in its environment.
+        + "".join(
+            f"  - {{name: ep-{i}, url: 'http://127.0.0.1:{closed}/${{UPWATCH_VANTAGE}}'}}\n" for i in range(ENDPOINTS)
+        )
     )
     override = tmp / "prometheus-override.yml"
     override.write_text("global: {scrape_interval: 2s, scrape_timeout: 1s, evaluation_interval: 2s}\n")
@@ -126,6 +129,9 @@ def test_every_vantage_reaches_the_central_prometheus_by_remote_write(topology: 
         }
 
     wait_for("every agent's up in the central Prometheus", lambda: up() == dict.fromkeys(VANTAGES, SHARDS), 60)
+    urls = {(r["metric"]["vantage"], r["metric"]["url"]) for r in query(central, "upwatch_endpoint_info")}
+    assert {url.rsplit("/", 1)[1] for _, url in urls} == set(VANTAGES)
+    assert all(url.endswith("/" + vantage) for vantage, url in urls)
 
 
 def test_the_shards_of_a_vantage_split_its_endpoints_without_overlap(topology: dict[str, str]) -> None:
