@@ -119,7 +119,9 @@ async def test_metrics_control_paths_and_status_page(agent: tuple[Agent, str, Pa
         assert (await client.get(f"{base}/-/reload")).status_code == 405
         page = await client.get(f"{base}/")
     assert page.status_code == 200
-    assert "orders" in page.text and "UP" in page.text
+    # The endpoint with its state: UP, or on a loaded machine whatever a probe slower than its
+    # 150 ms timeout made of it since.
+    assert "orders" in page.text and any(f">{state}</span>" in page.text for state in ("UP", "DEGRADED", "DOWN"))
     for secret in ("top-secret-token", "hunter2", "querysecret"):
         assert secret not in raw
         assert secret not in page.text
