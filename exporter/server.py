@@ -266,7 +266,7 @@ class MetricsServer:
         for piece in reply.pieces:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if len(reply.pieces) > 1 or reply.content_type == CONTENT_TYPE_PLAIN_0_0_4:
+        if scope["path"] == "/metrics":  # the one response whose rendering frees megabytes
             self._trimmer.after_large_response()
 
     def _render(self, compress: bool) -> list[bytes]:

@@ -7,7 +7,6 @@ Each test waits for what it needs with a generous deadline; none asserts on a st
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -16,29 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import REPO, program, stop, wait_for
+from helpers import REPO, free_ports, program, stop, wait_for
 
 VANTAGES = ("eu", "us", "ap")
 SHARDS = 2
 ENDPOINTS = 30
-
-
-def free_range(count: int) -> int:
-    """The first of `count` consecutive loopback ports that are free now."""
-    for base in range(20000, 60000, 97):
-        socks = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port range")
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
@@ -56,7 +37,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     config = tmp / "upwatch.yml"
     # One range of free ports: 6 agents, 4 Prometheus (central, 3 agents), 2 Alertmanagers and their
     # 2 cluster ports, and a closed port for the endpoints (every probe fails fast: all these tests need).
-    base = free_range(15)
+    base = free_ports(15)
     agents, proms, ams, closed = base, base + 6, base + 10, base + 14
     config.write_text(
         "host: {enabled: false}\ndefaults: {interval: 2s, timeout: 1s}\nendpoints:\n"
