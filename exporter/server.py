@@ -132,6 +132,73 @@ class _Trimmer:
         self._last = time.monotonic()
 
 
+@dataclass(slots=True)
+class _Batch:
+    """The scrapes that wait for one render: whether any wants gzip, and the render's outcome."""
+
+    done: asyncio.Future[None]
+    compress: bool = False
+    plain: list[bytes] = field(default_factory=list)
+    gzip: bytes = b""
+
+
+class SharedRender:
+    """Renders /metrics in a helper thread, one render at a time, shared by the scrapes that wait for it.
+
+    Ten clients scraping back to back would otherwise run renders side by side: cores taken from the
+    probes (whose timings they would inflate) to build the same text over and over. Here a scrape that
+    arrives while a render runs waits for the next one, which starts when the current one ends and
+    serves every scrape that arrived meanwhile, so every answer holds data gathered after its request
+    arrived, scrapes cost at most one render's CPU at a time, and gzip runs once per render.
+    """
+
+    def __init__(self, render: Callable[[], list[bytes]]) -> None:
+        self._render = render
+        self._waiting: _Batch | None = None
+        self._driver: asyncio.Task[None] | None = None
+        self.renders = 0  # renders run so far (for tests and the curious)
+
+    async def get(self, compress: bool) -> list[bytes]:
+        """The exposition text, in pieces (one gzip stream when compress), gathered after this call."""
+        loop = asyncio.get_running_loop()
+        batch = self._waiting
+        if batch is None:
+            batch = self._waiting = _Batch(loop.create_future())
+        batch.compress |= compress
+        if self._driver is None:
+            self._driver = asyncio.create_task(self._drive(), name="metrics-render")
+        await asyncio.shield(batch.done)
+        return [batch.gzip] if compress else batch.plain
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        batch: _Batch | None = None
+        try:
+            while (batch := self._waiting) is not None:
+                self._waiting = None
+                try:
+                    batch.plain, batch.gzip = await loop.run_in_executor(None, self._run, batch.compress)
+                except Exception as exc:  # every waiting scrape answers 500 and says why in the log
+                    batch.done.set_exception(exc)
+                else:
+                    batch.done.set_result(None)
+                # Nobody may be left to retrieve a failure: mark it seen so asyncio does not log it twice.
+                batch.done.add_done_callback(lambda f: f.exception())
+        finally:
+            self._driver = None
+            # Cancelled (the agent is stopping): no scrape may wait forever for a render that will not come.
+            for left in (batch, self._waiting):
+                if left is not None and not left.done.done():
+                    left.done.set_exception(RuntimeError("the agent is stopping"))
+                    left.done.add_done_callback(lambda f: f.exception())
+            self._waiting = None
+
+    def _run(self, compress: bool) -> tuple[list[bytes], bytes]:
+        self.renders += 1
+        pieces = self._render()
+        return pieces, gzip_pieces(pieces) if compress else b""
+
+
 def bind(host: str, port: int) -> list[socket.socket]:
     """Listening sockets for host:port: every address the host has (every interface for ""), as asyncio binds them."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -177,6 +244,7 @@ class MetricsServer:
         self._sockets: list[socket.socket] = []
         self._log = get_logger(component="http")
         self._trimmer = _Trimmer()
+        self._renders = SharedRender(self._render)
         # path -> method -> handler; GET answers HEAD too.
         self._routes: dict[str, dict[str, Handler]] = {
             "/metrics": {"GET": self._metrics},
@@ -269,18 +337,17 @@ class MetricsServer:
         if scope["path"] == "/metrics":  # the one response whose rendering frees megabytes
             self._trimmer.after_large_response()
 
-    def _render(self, compress: bool) -> list[bytes]:
+    def _render(self) -> list[bytes]:
         # The probe part comes pre-rendered, in pieces (see ProbeExposition.render): compressed or
         # written one by one, never joined into one string of tens of megabytes.
-        pieces = [*self._probe_text(), generate_latest(self._registry)]
-        return [gzip_pieces(pieces)] if compress else pieces
+        return [*self._probe_text(), generate_latest(self._registry)]
 
     async def _metrics(self, scope: Scope) -> Reply:
         # Always the text format (0.0.4), as node_exporter and blackbox_exporter serve by
-        # default. Rendering runs in a worker thread so a large scrape does not stall the event
-        # loop and probe timing.
+        # default. Rendering runs in a helper thread (SharedRender) so a large scrape does not stall
+        # the event loop and probe timing, and concurrent scrapes share renders.
         compress = "gzip" in _header(scope, b"accept-encoding")
-        pieces = await asyncio.get_running_loop().run_in_executor(None, self._render, compress)
+        pieces = await self._renders.get(compress)
         headers = (("content-encoding", "gzip"),) if compress else ()
         return Reply(200, CONTENT_TYPE_PLAIN_0_0_4, pieces, headers)
 
