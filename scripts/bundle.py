@@ -17,7 +17,9 @@ one gossip cluster, and the central Prometheus sends every alert to each of them
 
     scripts/bundle --vantages eu,us,ap --shards 2 --alertmanagers 2
 
-Stop it with Ctrl-C (or SIGTERM): it stops the programs in order.
+Stop it with Ctrl-C (or SIGTERM): it stops the programs in order. A program that exits on its
+own is reported on stderr and the others keep running (a fault test can kill one; `--ready-file`
+lists every program's pid).
 """
 
 from __future__ import annotations
@@ -271,13 +273,26 @@ def main() -> None:
             )
             wait_ready(program.name, program.ready, procs[program.name])
         urls = {program.name: program.ready.removesuffix("/-/ready") for program in programs}
-        print(json.dumps({"workdir": str(work), **urls}), flush=True)
+        report = {"workdir": str(work), **urls}
+        print(json.dumps(report), flush=True)
         if args.ready_file:
-            Path(args.ready_file).write_text(json.dumps({"workdir": str(work), **urls}))
+            pids = {name: proc.pid for name, proc in procs.items()}
+            Path(args.ready_file).write_text(json.dumps({**report, "pids": pids}))
+        # A program that exits (a crash, or killed by a fault test) is reported, and the others keep
+        # running, as under Compose: the bundle ends on a signal, or when nothing is left running.
+        reported: set[str] = set()
         while not stopping:
             for name, proc in procs.items():
-                if proc.poll() is not None:
-                    raise SystemExit(f"{name} exited with code {proc.returncode}; see {work / (name + '.log')}")
+                if name not in reported and proc.poll() is not None:
+                    reported.add(name)
+                    print(
+                        f"bundle: {name} exited with code {proc.returncode}; the others keep running "
+                        f"(its log: {work / (name + '.log')})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            if len(reported) == len(procs):
+                raise SystemExit("bundle: every program has exited")
             time.sleep(0.2)
     finally:
         for name in reversed(list(procs)):

@@ -1,25 +1,34 @@
-"""Shared test helpers: free ports, real programs started on loopback, waiting for them."""
+"""Shared test helpers: free ports, real programs started on loopback, waiting for them, and alert receivers."""
 
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from prometheus_client.parser import text_string_to_metric_families
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 REPO = Path(__file__).resolve().parent.parent
 UPWATCH = [sys.executable, "-m", "exporter"]
@@ -143,12 +152,15 @@ def free_ports(count: int) -> int:
 
 @dataclass(frozen=True)
 class NativeBundle:
-    """A running scripts/bundle.py: its URLs and ports."""
+    """A running scripts/bundle.py: its URLs and ports, and every program's URL and pid by name."""
 
     prometheus: str
     alertmanager: str
     upwatch: str
     ports: dict[str, int]
+    urls: dict[str, str]
+    pids: dict[str, int]
+    workdir: Path
 
 
 @contextmanager
@@ -156,27 +168,40 @@ def native_bundle(
     tmp: Path,
     *,
     upwatch_config: Path,
-    secrets: Path,
-    prometheus_override: dict[str, Any],
-    alertmanager_override: dict[str, Any],
+    secrets: Path | None = None,
+    prometheus_override: dict[str, Any] | None = None,
+    alertmanager_override: dict[str, Any] | None = None,
     alertmanagers: int = 1,
+    vantages: Sequence[str] = (),
+    shards: int = 1,
 ) -> Iterator[NativeBundle]:
     """Run the whole bundle with scripts/bundle.py on free loopback ports, with test-only overrides.
 
     With `alertmanagers` of 2 or more they form one gossip cluster, on consecutive ports (web and
-    gossip) from two free ones; Prometheus sends to each.
+    gossip) from two free ones; Prometheus sends to each. With `vantages`, each gets `shards` agents
+    and a Prometheus agent that remote-writes to the central Prometheus (consecutive ports too).
     """
     program("prometheus")
     program("prometheus-alertmanager")
-    overrides = {}
+    options: list[str] = []
     for name, data in (("prometheus", prometheus_override), ("alertmanager", alertmanager_override)):
-        overrides[name] = tmp / f"{name}-override.yml"
-        overrides[name].write_text(yaml.safe_dump(data))
-    ports = {"upwatch": free_port(), "prometheus": free_port(), "alertmanager": free_port()}
-    cluster: list[str] = []
+        if data is not None:
+            (tmp / f"{name}-override.yml").write_text(yaml.safe_dump(data))
+            options += [f"--{name}-override", str(tmp / f"{name}-override.yml")]
+    agents = max(1, len(vantages)) * shards
+    ports = {
+        "upwatch": free_ports(agents) if agents > 1 else free_port(),
+        "prometheus": free_ports(1 + len(vantages)) if vantages else free_port(),
+        "alertmanager": free_ports(alertmanagers) if alertmanagers > 1 else free_port(),
+    }
     if alertmanagers > 1:
-        ports["alertmanager"] = free_ports(alertmanagers)
-        cluster = ["--alertmanagers", str(alertmanagers), "--cluster-port", str(free_ports(alertmanagers))]
+        options += ["--alertmanagers", str(alertmanagers), "--cluster-port", str(free_ports(alertmanagers))]
+    if vantages:
+        options += ["--vantages", ",".join(vantages)]
+    if shards > 1:
+        options += ["--shards", str(shards)]
+    if secrets is not None:
+        options += ["--secrets", str(secrets)]
     ready = tmp / "ready.json"
     proc = subprocess.Popen(
         [
@@ -187,32 +212,151 @@ def native_bundle(
             "--upwatch-config",
             str(upwatch_config),
             *(arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))),
-            "--secrets",
-            str(secrets),
-            "--prometheus-override",
-            str(overrides["prometheus"]),
-            "--alertmanager-override",
-            str(overrides["alertmanager"]),
             "--ready-file",
             str(ready),
-            *cluster,
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        wait_for("the bundle to start", lambda: ready.exists() or proc.poll() is not None, 90)
+        wait_for("the bundle to start", lambda: ready.exists() or proc.poll() is not None, 120)
         if proc.poll() is not None:
             out, err = proc.communicate()
             logs = "\n".join(p.read_text()[-3000:] for p in (tmp / "work").glob("*.log"))
             pytest.fail(f"scripts/bundle.py exited {proc.returncode}:\n{out}\n{err}\n{logs}")
-        urls = json.loads(ready.read_text())
+        report = json.loads(ready.read_text())
+        pids = report.pop("pids")
+        workdir = Path(report.pop("workdir"))
+        first_agent = next(name for name in report if name.startswith("upwatch"))
         yield NativeBundle(
-            prometheus=urls["prometheus"], alertmanager=urls["alertmanager"], upwatch=urls["upwatch"], ports=ports
+            prometheus=report["prometheus"],
+            alertmanager=report["alertmanager"],
+            upwatch=report[first_agent],
+            ports=ports,
+            urls=report,
+            pids=pids,
+            workdir=workdir,
         )
     finally:
         stop(proc, timeout=30)
+
+
+@dataclass
+class Inbox:
+    """What the fake Slack and the SMTP server received, with arrival times."""
+
+    slack: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    mail: list[tuple[float, EmailMessage]] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def slack_about(self, alertname: str) -> list[tuple[float, dict[str, Any]]]:
+        """The Slack messages that name the alert, in arrival order."""
+        with self.lock:
+            return [(t, m) for t, m in self.slack if alertname in json.dumps(m)]
+
+    def mail_about(self, alertname: str) -> list[tuple[float, EmailMessage]]:
+        """The emails that name the alert, in arrival order."""
+        with self.lock:
+            return [(t, m) for t, m in self.mail if alertname in m["Subject"] + mail_body(m)]
+
+
+def mail_body(message: EmailMessage) -> str:
+    """An email's HTML (or else plain) body."""
+    part = message.get_body(preferencelist=("html", "plain"))
+    return part.get_content() if part is not None else ""
+
+
+def resolved(payload: dict[str, Any]) -> bool:
+    """Whether a Slack message reports the group as all resolved (the template colours it "good")."""
+    return any(a.get("color") == "good" for a in payload.get("attachments", []))
+
+
+class _MailHandler:
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        with self.inbox.lock:
+            self.inbox.mail.append((time.monotonic(), message))
+        return "250 OK"
+
+
+@dataclass(frozen=True)
+class Receivers:
+    """A fake Slack (on `web`, which tests may give more routes) and an SMTP server, and the secrets that reach them."""
+
+    inbox: Inbox
+    web: HTTPServer
+    smtp_port: int
+    secrets: Path
+    smtp_password: str
+
+
+def fast_alerting(receivers: Receivers, group_interval: float) -> dict[str, Any]:
+    """native_bundle keywords for alert-path tests: the receivers' secrets and SMTP server, scrapes and
+    rule evaluations every 500 ms, a group_wait of 1 s and this group_interval (the shipped file: 5m)."""
+    return {
+        "secrets": receivers.secrets,
+        "prometheus_override": {
+            "global": {"scrape_interval": "500ms", "scrape_timeout": "500ms", "evaluation_interval": "500ms"}
+        },
+        "alertmanager_override": {
+            "global": {"smtp_smarthost": f"127.0.0.1:{receivers.smtp_port}", "smtp_require_tls": False},
+            "route": {"group_wait": "1s", "group_interval": f"{group_interval:g}s", "repeat_interval": "1h"},
+        },
+    }
+
+
+@contextmanager
+def alert_receivers(tmp: Path, smtp_password: str = "smtp-secret-from-file") -> Iterator[Receivers]:
+    """Slack's webhook on a pytest-httpserver and an aiosmtpd server (PLAIN login with `smtp_password`), on loopback.
+
+    `secrets` is a folder for scripts/bundle.py --secrets: the webhook URL and the SMTP password.
+    """
+    inbox = Inbox()
+    web = HTTPServer(host="127.0.0.1", port=free_port())
+
+    def slack(req: Request) -> Response:
+        with inbox.lock:
+            inbox.slack.append((time.monotonic(), json.loads(req.get_data())))
+        return Response("ok")
+
+    web.expect_request("/slack-webhook", method="POST").respond_with_handler(slack)
+    web.start()
+
+    def authenticate(server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        if isinstance(data, LoginPassword):
+            with inbox.lock:
+                inbox.logins.append((data.login.decode(), data.password.decode()))
+            return AuthResult(success=data.password.decode() == smtp_password)
+        return AuthResult(success=False)
+
+    smtp_port = free_port()
+    smtp = Controller(
+        _MailHandler(inbox),
+        hostname="127.0.0.1",
+        port=smtp_port,
+        authenticator=authenticate,
+        auth_require_tls=False,
+        auth_exclude_mechanism=["LOGIN"],  # Alertmanager authenticates with PLAIN
+    )
+    smtp.start()
+    secrets = tmp / "secrets"
+    secrets.mkdir()
+    (secrets / "slack_webhook_url").write_text(web.url_for("/slack-webhook") + "\n")
+    (secrets / "smtp_password").write_text(smtp_password)  # Alertmanager uses the file byte for byte
+    try:
+        yield Receivers(inbox=inbox, web=web, smtp_port=smtp_port, secrets=secrets, smtp_password=smtp_password)
+    finally:
+        smtp.stop()
+        web.clear()
+        web.stop()
 
 
 NGINX_ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")

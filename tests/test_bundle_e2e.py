@@ -8,70 +8,21 @@ and receives Slack webhooks; aiosmtpd receives the emails.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import itertools
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from helpers import REPO, free_port, native_bundle, program, wait_for
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from helpers import REPO, Inbox, alert_receivers, fast_alerting, mail_body, native_bundle, program, resolved, wait_for
+from werkzeug import Response
 
 GROUP_INTERVAL = 6.0  # injected; the shipped file says 5m
 SMTP_PASSWORD = "smtp-secret-from-file"
-
-
-@dataclass
-class Inbox:
-    """What the fake Slack and the SMTP server received, with arrival times."""
-
-    slack: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    mail: list[tuple[float, EmailMessage]] = field(default_factory=list)
-    logins: list[tuple[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def slack_about(self, alertname: str) -> list[tuple[float, dict[str, Any]]]:
-        with self.lock:
-            return [(t, m) for t, m in self.slack if alertname in json.dumps(m)]
-
-    def mail_about(self, alertname: str) -> list[tuple[float, EmailMessage]]:
-        with self.lock:
-            return [(t, m) for t, m in self.mail if alertname in m["Subject"] + _body(m)]
-
-
-def _body(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("html", "plain"))
-    return part.get_content() if part is not None else ""
-
-
-def resolved(payload: dict[str, Any]) -> bool:
-    """Whether a Slack message reports the group as all resolved (the template colours it "good")."""
-    return any(a.get("color") == "good" for a in payload.get("attachments", []))
-
-
-class _MailHandler:
-    def __init__(self, inbox: Inbox) -> None:
-        self.inbox = inbox
-
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        with self.inbox.lock:
-            self.inbox.mail.append((time.monotonic(), message))
-        return "250 OK"
 
 
 @dataclass
@@ -93,81 +44,36 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     program("prometheus")
     program("prometheus-alertmanager")
     tmp: Path = tmp_path_factory.mktemp("bundle")
-    inbox = Inbox()
     healthy = threading.Event()
     healthy.set()
-
-    web = HTTPServer(host="127.0.0.1", port=free_port())
-    web.expect_request("/health").respond_with_handler(
-        lambda req: Response("ok" if healthy.is_set() else "down", status=200 if healthy.is_set() else 503)
-    )
-
-    def slack(req: Request) -> Response:
-        with inbox.lock:
-            inbox.slack.append((time.monotonic(), json.loads(req.get_data())))
-        return Response("ok")
-
-    web.expect_request("/slack-webhook", method="POST").respond_with_handler(slack)
-    web.start()
-
-    def authenticate(server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
-        if isinstance(data, LoginPassword):
-            with inbox.lock:
-                inbox.logins.append((data.login.decode(), data.password.decode()))
-            return AuthResult(success=data.password.decode() == SMTP_PASSWORD)
-        return AuthResult(success=False)
-
-    smtp_port = free_port()
-    smtp = Controller(
-        _MailHandler(inbox),
-        hostname="127.0.0.1",
-        port=smtp_port,
-        authenticator=authenticate,
-        auth_require_tls=False,
-        auth_exclude_mechanism=["LOGIN"],  # Alertmanager authenticates with PLAIN
-    )
-    smtp.start()
-
-    secrets = tmp / "secrets"
-    secrets.mkdir()
-    (secrets / "slack_webhook_url").write_text(web.url_for("/slack-webhook") + "\n")
-    (secrets / "smtp_password").write_text(SMTP_PASSWORD)  # Alertmanager uses the file byte for byte
-    endpoint_url = web.url_for("/health")
-    upwatch_config = tmp / "upwatch.yml"
-    upwatch_config.write_text(
-        "endpoints:\n"
-        "  - name: checkout\n"
-        f"    url: {endpoint_url}\n"
-        "    interval: 500ms\n    timeout: 400ms\n    failure_threshold: 2\n    success_threshold: 1\n"
-        "    labels: {team: web}\n"
-        "host: {enabled: false}\n"
-    )
-    try:
+    with alert_receivers(tmp, SMTP_PASSWORD) as receivers:
+        receivers.web.expect_request("/health").respond_with_handler(
+            lambda req: Response("ok" if healthy.is_set() else "down", status=200 if healthy.is_set() else 503)
+        )
+        endpoint_url = receivers.web.url_for("/health")
+        upwatch_config = tmp / "upwatch.yml"
+        upwatch_config.write_text(
+            "endpoints:\n"
+            "  - name: checkout\n"
+            f"    url: {endpoint_url}\n"
+            "    interval: 500ms\n    timeout: 400ms\n    failure_threshold: 2\n    success_threshold: 1\n"
+            "    labels: {team: web}\n"
+            "host: {enabled: false}\n"
+        )
         with native_bundle(
             tmp,
             upwatch_config=upwatch_config,
-            secrets=secrets,
-            prometheus_override={
-                "global": {"scrape_interval": "500ms", "scrape_timeout": "500ms", "evaluation_interval": "500ms"}
-            },
-            alertmanager_override={
-                "global": {"smtp_smarthost": f"127.0.0.1:{smtp_port}", "smtp_require_tls": False},
-                "route": {"group_wait": "1s", "group_interval": f"{GROUP_INTERVAL:g}s", "repeat_interval": "1h"},
-            },
+            **fast_alerting(receivers, GROUP_INTERVAL),
             alertmanagers=request.param,
         ) as bundle:
             yield Stack(
-                inbox=inbox,
+                inbox=receivers.inbox,
                 endpoint_url=endpoint_url,
                 prometheus=bundle.prometheus,
                 alertmanager=bundle.alertmanager,
                 set_healthy=lambda up: healthy.set() if up else healthy.clear(),
                 alertmanagers=request.param,
             )
-    finally:
-        smtp.stop()
-        web.clear()
-        web.stop()
 
 
 def firing_alerts(stack: Stack) -> set[str]:
@@ -216,8 +122,8 @@ def test_endpoint_down_notifies_slack_and_email_once_then_resolves(stack: Stack)
     text = json.dumps(message)
     assert "checkout" in text and stack.endpoint_url in text
     (_, mail), *_ = inbox.mail_about("EndpointDown")
-    assert "checkout" in mail["Subject"] + _body(mail)
-    assert stack.endpoint_url in _body(mail)
+    assert "checkout" in mail["Subject"] + mail_body(mail)
+    assert stack.endpoint_url in mail_body(mail)
     assert mail["To"] == "oncall@example.com"
 
     time.sleep(GROUP_INTERVAL * 1.5)  # a group interval later: nothing new while it stays down
