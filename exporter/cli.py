@@ -103,7 +103,8 @@ def validate(files: tuple[str, ...], fmt: str) -> None:
             for problem in problems:
                 click.echo(str(problem))
             if config is not None:
-                click.echo(f"{path}: valid ({len(config.endpoints)} endpoints{_shard_text(config)})")
+                count = len(config.endpoints)
+                click.echo(f"{path}: valid ({count} endpoint{'' if count == 1 else 's'}{_shard_text(config)})")
     sys.exit(1 if failed else 0)
 
 

@@ -83,6 +83,26 @@ class Program:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def absolute_tls_files(data: Any, folder: Path) -> None:
+    """Make the config's relative TLS file paths absolute against `folder`, the original config's.
+
+    The per-agent copies live in the work folder, and upwatch reads relative paths against the
+    folder of the file it loads. Paths with `${VAR}` are left as they are (they may expand to
+    absolute ones).
+    """
+    if not isinstance(data, dict):
+        return
+    sections = [data.get("defaults"), *(data.get("endpoints") or [])]
+    for section in sections:
+        tls = section.get("tls") if isinstance(section, dict) else None
+        if not isinstance(tls, dict):
+            continue
+        for key in ("ca_file", "cert_file", "key_file"):
+            value = tls.get(key)
+            if isinstance(value, str) and value and "${" not in value and not Path(value).is_absolute():
+                tls[key] = str(folder / value)
+
+
 def agents(args: argparse.Namespace) -> list[tuple[str | None, int, int]]:
     """(vantage, shard index, port) of every upwatch agent; one without vantages."""
     vantages: list[str | None] = [v for v in args.vantages.split(",") if v] if args.vantages else [None]
@@ -129,6 +149,7 @@ def prepare(args: argparse.Namespace, work: Path) -> list[Program]:
         name = "upwatch" if not multi and args.shards == 1 else f"upwatch-{vantage or 'all'}-{shard}"
         if multi or args.shards > 1:
             data = yaml.safe_load(base_config.read_text()) or {}
+            absolute_tls_files(data, base_config.parent)
             if vantage is not None:
                 data["vantage"] = vantage
             if args.shards > 1:

@@ -48,6 +48,11 @@ def test_validate_the_example_config() -> None:
     assert "valid (3 endpoints)" in out
 
 
+def test_validate_counts_one_endpoint_in_the_singular(tmp_path: Path) -> None:
+    code, out = run("validate", str(good_config(tmp_path, "http://127.0.0.1:1/")))
+    assert code == 0 and out.rstrip().endswith("valid (1 endpoint)"), out
+
+
 def test_validate_reports_every_problem_one_a_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text(

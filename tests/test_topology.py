@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import trustme
 from helpers import free_port, native_bundle, wait_for
 
 VANTAGES = ("eu", "us", "ap")
@@ -32,8 +33,10 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     tmp = tmp_path_factory.mktemp("topology")
     config = tmp / "upwatch.yml"
     closed = free_port()  # nothing listens there: every probe fails fast, which is all these tests need
+    # A relative TLS path: the bundle's per-agent copies of the config, in its work folder, must still find it.
+    trustme.CA().cert_pem.write_to_path(str(tmp / "ca.pem"))
     config.write_text(
-        "host: {enabled: false}\ndefaults: {interval: 5s, timeout: 1s}\nendpoints:\n"
+        "host: {enabled: false}\ndefaults: {interval: 5s, timeout: 1s, tls: {ca_file: ca.pem}}\nendpoints:\n"
         # ${UPWATCH_VANTAGE}: the bundle gives each agent its vantage in its environment.
         + "".join(
             f"  - {{name: ep-{i}, url: 'http://127.0.0.1:{closed}/${{UPWATCH_VANTAGE}}'}}\n" for i in range(ENDPOINTS)
