@@ -822,6 +822,34 @@ def test_inhibition_across_vantages(start_alertmanager: Callable[..., Alertmanag
             severity="warning",
         ),
         alert("search-degraded-us", now, alertname="EndpointDegraded", endpoint="search", severity="warning", **us),
+        # Agents of different vantages may share an instance name (localhost:9877 behind each
+        # vantage's Prometheus): one vantage's dead agent silences its own alerts, not another's.
+        alert(
+            "sa-agent-down",
+            now,
+            alertname="UpwatchDown",
+            instance="localhost:9877",
+            vantage="sa-east",
+            severity="critical",
+        ),
+        alert(
+            "cart-degraded-sa",
+            now,
+            alertname="EndpointDegraded",
+            endpoint="cart",
+            instance="localhost:9877",
+            vantage="sa-east",
+            severity="warning",
+        ),
+        alert(
+            "cart-degraded-eu",
+            now,
+            alertname="EndpointDegraded",
+            endpoint="cart",
+            instance="localhost:9877",
+            vantage="eu-west",
+            severity="warning",
+        ),
         # Without vantages nothing changes: a per-agent EndpointDown (with its instance) silences
         # only its own instance's alerts, as test_inhibition shows.
         alert("agent-down", now, alertname="EndpointDown", endpoint="web", instance="a:9877", severity="critical"),
@@ -839,6 +867,7 @@ def test_inhibition_across_vantages(start_alertmanager: Callable[..., Alertmanag
         "orders-flapping-us": "down",
         "users-burn-eu": "regional",
         "search-degraded-ap": "impaired",
+        "cart-degraded-sa": "sa-agent-down",
     }
 
     def inhibited() -> set[str]:
@@ -849,7 +878,17 @@ def test_inhibition_across_vantages(start_alertmanager: Callable[..., Alertmanag
     alerts = am.alerts()
     for name, by in expected.items():
         assert alerts[name]["status"]["inhibitedBy"] == [alerts[by]["fingerprint"]], name
-    for name in ["down", "regional", "users-burn-us", "impaired", "search-degraded-us", "agent-down", "web-burn-b"]:
+    for name in [
+        "down",
+        "regional",
+        "users-burn-us",
+        "impaired",
+        "search-degraded-us",
+        "agent-down",
+        "web-burn-b",
+        "sa-agent-down",
+        "cart-degraded-eu",
+    ]:
         assert alerts[name]["status"]["state"] == "active", name
 
 
