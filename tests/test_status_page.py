@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import pytest
 
 from exporter.state import State
+from exporter.status.feeds import Badge, api_json, atom_feed, badge, badge_json, badge_svg
 from exporter.status.page import CONTENT_SECURITY_POLICY, bars_svg, day_class, latency_svg, percent, render_page
 from exporter.status.view import (
     DAY_SECONDS,
@@ -215,3 +218,82 @@ def test_history_note_and_empty_page() -> None:
     assert "History unavailable: Prometheus did not answer in 2 s." in html
     empty = render_page(PageView(title="Status", now=NOW, groups=[]))
     assert "No data yet" in empty and "No endpoints on this page." in empty and "No current incident." in empty
+
+
+# -- badges, API, feed -------------------------------------------------------------------------
+
+
+def endpoint_with(**changes: object) -> EndpointView:
+    base: dict[str, object] = {
+        "name": "api",
+        "state": State.UP,
+        "since": NOW - 3600,
+        "uptime": {"24h": 0.9999, "7d": 0.995, "30d": 0.92, "90d": None},
+        "response": 0.1234,
+        "group": "core",
+    }
+    base.update(changes)
+    return EndpointView(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind", "expected"),
+    [
+        ({}, "status", Badge("api", "up", "brightgreen")),
+        ({"state": State.DOWN}, "status", Badge("api", "down", "red")),
+        ({"state": State.DEGRADED}, "status", Badge("api", "degraded", "yellow")),
+        ({"state": State.UNKNOWN}, "status", Badge("api", "no data", "lightgrey")),
+        ({}, "uptime-24h", Badge("uptime 24h", "99.99%", "brightgreen")),
+        ({}, "uptime-7d", Badge("uptime 7d", "99.50%", "green")),
+        ({}, "uptime-30d", Badge("uptime 30d", "92.00%", "orange")),
+        ({}, "response", Badge("response time", "123 ms", "brightgreen")),
+        ({"response": None}, "response", Badge("response time", "no data", "lightgrey")),
+        ({"response": 2.0}, "response", Badge("response time", "2000 ms", "red")),
+    ],
+)
+def test_badges(changes: dict[str, object], kind: str, expected: Badge) -> None:
+    assert badge(endpoint_with(**changes), kind) == expected
+
+
+def test_badge_svg_and_shields_json_say_the_same() -> None:
+    b = badge(endpoint_with(name='<a href="x">'), "status")
+    svg = badge_svg(b)
+    assert svg.startswith("<svg") and 'aria-label="&lt;a href=&quot;x&quot;&gt;: up"' in svg and "<a " not in svg
+    assert ET.fromstring(svg).tag.endswith("svg")  # well-formed XML, as an <img> source must be
+    shields = {"schemaVersion": 1, "label": '<a href="x">', "message": "up", "color": "brightgreen"}
+    assert json.loads(badge_json(b)) == shields
+    with pytest.raises(ValueError, match="unknown badge"):
+        badge(endpoint_with(), "uptime-1y")
+
+
+def test_api_is_as_public_as_the_page() -> None:
+    private = json.loads(api_json(page()))
+    assert private["status"] == "partial_outage" and private["generated_at"] == "2025-12-01T12:00:00Z"
+    first = private["endpoints"][0]
+    assert first["name"] == HOSTILE and first["state"] == "down" and first["uptime"]["7d"] == 0.999
+    assert first["days"][-1] == {
+        "date": "2025-12-01",
+        "uptime": 0.99,
+        "probes": 5760,
+        "failures": 0,
+        "down_seconds": 864.0,
+        "incidents": 1,
+    }
+    assert "url" not in first and "message" not in private["incidents"][0]
+    assert private["incidents"][0]["vantage"] == "eu-west" and private["incidents"][1]["duration_seconds"] == 300
+    detailed = json.loads(api_json(page(show_details=True)))
+    assert detailed["endpoints"][0]["url"] == "https://internal.example/health"
+    assert detailed["incidents"][0]["message"] == "HTTP 503 from 10.0.0.7"
+
+
+def test_atom_feed_is_well_formed_and_lists_incidents_newest_first() -> None:
+    hostile = IncidentView("bad\x07name<&>", NOW - 60, None, "timeout")
+    body = atom_feed(page(incidents=[hostile, *page().incidents]), "http://status.example/")
+    root = ET.fromstring(body)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    titles = [e.findtext("a:title", namespaces=ns) for e in root.findall("a:entry", ns)]
+    assert titles[0] == "badname<&> is down" and titles[2] == "web was down (resolved)"
+    assert titles[1] == f"{HOSTILE} is down from eu-west"
+    ids = [e.findtext("a:id", namespaces=ns) for e in root.findall("a:entry", ns)]
+    assert len(set(ids)) == 3
+    assert root.find("a:updated", ns) is not None and b"10.0.0.7" not in body

@@ -93,6 +93,8 @@ class EndpointView:
     uptime: Mapping[str, float | None] = field(default_factory=dict)  # by UPTIME_WINDOWS name
     days: Sequence[DayView] = ()  # oldest first, at most DAYS_SHOWN
     latency: Sequence[LatencySlot] = ()  # oldest first, the last 24 hours
+    response: float | None = None  # median response time over the last 24 hours, seconds
+    group: str = ""
     details: EndpointDetails | None = None
 
 
