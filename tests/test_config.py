@@ -69,7 +69,7 @@ def alias_bomb() -> str:
 
 ENDPOINT_KEYS = (
     "name, url, method, headers, body, interval, timeout, failure_threshold, success_threshold, degraded_after, "
-    "expect, tls, follow_redirects, max_redirects, body_size_limit, labels, slo, quorum"
+    "expect, tls, follow_redirects, max_redirects, body_size_limit, labels, slo, quorum, status_page"
 )
 DEFAULTS_KEYS = ENDPOINT_KEYS.removeprefix("name, url, ")
 STATUS_HINT = "use 200, '2xx' or '200-299'"
@@ -93,7 +93,7 @@ BAD_CONFIGS = [
                 1,
                 "xyz",
                 "unknown key 'xyz'; known keys: "
-                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard",
+                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard, status_page",
             )
         ],
         id="unknown-key-top-no-close-match",
