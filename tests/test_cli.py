@@ -67,7 +67,7 @@ def test_validate_reports_every_problem_one_a_line(tmp_path: Path) -> None:
         f"{bad}:5:11: endpoints[1].name: duplicate endpoint name 'a' (first used on line 2)",
         f"{bad}:7:5: endpoints[1].bogus: unknown key 'bogus'; known keys: "
         "name, url, method, headers, body, interval, timeout, failure_threshold, success_threshold, degraded_after, "
-        "expect, tls, follow_redirects, max_redirects, body_size_limit, labels, slo, quorum",
+        "expect, tls, follow_redirects, max_redirects, body_size_limit, labels, slo, quorum, status_page",
     ]
 
 

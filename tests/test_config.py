@@ -7,6 +7,7 @@ import random
 import re
 import ssl
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,13 @@ import pytest
 import yaml
 
 from exporter.config import (
+    DEFAULT_GROUP,
+    AnnouncementLevel,
     Config,
     ConfigError,
     Problem,
+    StatusGroup,
+    StatusPage,
     StatusRange,
     format_duration,
     format_location,
@@ -69,7 +74,7 @@ def alias_bomb() -> str:
 
 ENDPOINT_KEYS = (
     "name, url, method, headers, body, interval, timeout, failure_threshold, success_threshold, degraded_after, "
-    "expect, tls, follow_redirects, max_redirects, body_size_limit, labels, slo, quorum"
+    "expect, tls, follow_redirects, max_redirects, body_size_limit, labels, slo, quorum, status_page"
 )
 DEFAULTS_KEYS = ENDPOINT_KEYS.removeprefix("name, url, ")
 STATUS_HINT = "use 200, '2xx' or '200-299'"
@@ -77,6 +82,8 @@ DURATION_HINT = "use a number and a unit (ms, s, m, h, d, w), e.g. 30s"
 METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 SLO_RANGE = "availability objective must be a percentage between 0 and 100 (exclusive)"
 EMPTY = "the file is empty: expected a mapping with an endpoints list"
+PAGE = "endpoints: []\nstatus_page:\n"  # a status_page section, its keys from line 3
+NAIVE = "has no timezone: add Z (UTC) or an offset such as +02:00"
 
 BAD_CONFIGS = [
     # -- unknown keys, at every level, with a hint ---------------------------------------------------
@@ -93,7 +100,7 @@ BAD_CONFIGS = [
                 1,
                 "xyz",
                 "unknown key 'xyz'; known keys: "
-                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard",
+                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard, status_page",
             )
         ],
         id="unknown-key-top-no-close-match",
@@ -867,6 +874,317 @@ BAD_CONFIGS = [
         [(2, 18, "defaults.tls.ca_file", "file not found: /nonexistent/ca.pem")],
         id="tls-file-from-defaults-reported-once",
     ),
+    # -- the status page ---------------------------------------------------------------------------------
+    pytest.param(
+        PAGE + "  show_detail: true\n",
+        [(3, 3, "status_page.show_detail", "unknown key 'show_detail' (did you mean 'show_details'?)")],
+        id="status-page-unknown-key",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {title: x, severity: incident}\n",
+        [
+            (
+                4,
+                18,
+                "status_page.announcements[0].severity",
+                "unknown key 'severity'; known keys: title, message, level, starts, ends",
+            )
+        ],
+        id="status-page-unknown-key-in-an-announcement",
+    ),
+    pytest.param(
+        PAGE + "  groups:\n    - {name: x, endpoint: [a]}\n",
+        [
+            (4, 7, "status_page.groups[0]", "missing required key 'endpoints'"),
+            (4, 17, "status_page.groups[0].endpoint", "unknown key 'endpoint' (did you mean 'endpoints'?)"),
+        ],
+        id="status-page-unknown-key-in-a-group",
+    ),
+    pytest.param(
+        PAGE,
+        [(2, 13, "status_page", "must be a mapping, got nothing (null)")],
+        id="status-page-null",
+    ),
+    pytest.param(
+        PAGE + "  show_details: 'yes'\n",
+        [(3, 17, "status_page.show_details", "must be true or false, got a string 'yes'")],
+        id="status-page-show-details-not-a-boolean",
+    ),
+    pytest.param(
+        PAGE + "  prometheus_url: prometheus:9090\n",
+        [(3, 19, "status_page.prometheus_url", "invalid URL 'prometheus:9090': scheme must be http or https")],
+        id="status-page-prometheus-url-without-scheme",
+    ),
+    pytest.param(
+        PAGE + "  prometheus_url: http:///api\n",
+        [(3, 19, "status_page.prometheus_url", "invalid URL 'http:///api': no host")],
+        id="status-page-prometheus-url-without-host",
+    ),
+    pytest.param(
+        PAGE + "  prometheus_url: https://user:s3cret@prom/?token=t0k\n",
+        [
+            (
+                3,
+                19,
+                "status_page.prometheus_url",
+                "invalid URL 'https://***@prom/?***': no query string or fragment in a base URL",
+            )
+        ],
+        id="status-page-prometheus-url-with-query-shown-without-secrets",
+    ),
+    pytest.param(
+        y("""
+            endpoints:
+              - {name: orders-api, url: http://x}
+            status_page:
+              groups:
+                - name: APIs
+                  endpoints: [orders-api, order-api, billing]
+            """),
+        [
+            (6, 31, "status_page.groups[0].endpoints[1]", "unknown endpoint 'order-api' (did you mean 'orders-api'?)"),
+            (6, 42, "status_page.groups[0].endpoints[2]", "unknown endpoint 'billing'"),
+        ],
+        id="status-page-group-names-an-unknown-endpoint",
+    ),
+    pytest.param(
+        y("""
+            endpoints:
+              - {name: api, url: http://x}
+              - {name: web, url: http://y}
+            status_page:
+              groups:
+                - name: Backend
+                  endpoints: [api]
+                - name: Frontend
+                  endpoints:
+                    - web
+                    - api
+            """),
+        [(11, 11, "status_page.groups[1].endpoints[1]", "endpoint 'api' is already in group 'Backend' (line 7)")],
+        id="status-page-endpoint-in-two-groups",
+    ),
+    pytest.param(
+        y("""
+            defaults:
+              status_page: false
+            endpoints:
+              - {name: api, url: http://x, status_page: true}
+              - {name: web, url: http://y}
+            status_page:
+              groups: [{name: All, endpoints: [api, web]}]
+            """),
+        [
+            (
+                7,
+                41,
+                "status_page.groups[0].endpoints[1]",
+                "endpoint 'web' has status_page: false, so it cannot be in a group",
+            )
+        ],
+        id="status-page-group-names-an-endpoint-left-off-the-page-by-the-defaults",
+    ),
+    pytest.param(
+        y("""
+            endpoints:
+              - {name: api, url: http://x}
+              - {name: web, url: http://y}
+            status_page:
+              groups:
+                - {name: Core, endpoints: [api]}
+                - {name: Core, endpoints: [web]}
+            """),
+        [(7, 14, "status_page.groups[1].name", "duplicate group name 'Core' (first used on line 6)")],
+        id="status-page-duplicate-group-name",
+    ),
+    pytest.param(
+        ep() + "status_page:\n  groups: [{name: Core, endpoints: []}]\n",
+        [(5, 36, "status_page.groups[0].endpoints", "a group must list at least one endpoint")],
+        id="status-page-empty-group",
+    ),
+    pytest.param(
+        # The endpoint's own problem only: the group names an endpoint that is there, if broken.
+        ep("timeout: 1h") + "status_page:\n  groups: [{name: Core, endpoints: [a]}]\n",
+        [(4, 14, "endpoints[a].timeout", "must be shorter than interval (30s by default), got 1h")],
+        id="status-page-group-names-an-endpoint-with-problems",
+    ),
+    pytest.param(
+        ep("labels: {team: x}") + "status_page:\n  group_by: team\n  groups: [{name: Core, endpoints: [a]}]\n",
+        [(6, 3, "status_page", "set groups or group_by, not both")],
+        id="status-page-groups-and-group-by",
+    ),
+    pytest.param(
+        ep("labels: {team: x}") + "status_page:\n  group_by: teams\n",
+        [(6, 13, "status_page.group_by", "no endpoint has the label 'teams' (did you mean 'team'?)")],
+        id="status-page-group-by-a-label-no-endpoint-has",
+    ),
+    pytest.param(
+        ep("labels: {team: x, tier: '1'}") + "status_page:\n  group_by: owner\n",
+        [(6, 13, "status_page.group_by", "no endpoint has the label 'owner'; labels in use: team, tier")],
+        id="status-page-group-by-a-label-no-endpoint-has-listing-those-in-use",
+    ),
+    pytest.param(
+        ep() + "status_page:\n  group_by: team\n",
+        [(5, 13, "status_page.group_by", "no endpoint has the label 'team'")],
+        id="status-page-group-by-a-label-when-no-endpoint-has-labels",
+    ),
+    pytest.param(
+        ep() + "status_page:\n  group_by: team-name\n",
+        [
+            (
+                5,
+                13,
+                "status_page.group_by",
+                "invalid label name 'team-name': use letters, digits and _, not starting with __",
+            )
+        ],
+        id="status-page-group-by-an-invalid-label-name",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {message: down}\n",
+        [(4, 7, "status_page.announcements[0]", "missing required key 'title'")],
+        id="announcement-without-title",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {title: x, level: warning}\n",
+        [
+            (
+                4,
+                25,
+                "status_page.announcements[0].level",
+                "must be one of info, maintenance, incident, got 'warning'",
+            )
+        ],
+        id="announcement-level-unknown",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {title: x, starts: 2025-06-01 09:00:00}\n",
+        [(4, 26, "status_page.announcements[0].starts", f"timestamp 2025-06-01T09:00:00 {NAIVE}")],
+        id="announcement-naive-yaml-timestamp",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {title: x, ends: '2025-06-01T09:00:00'}\n",
+        [(4, 24, "status_page.announcements[0].ends", f"timestamp '2025-06-01T09:00:00' {NAIVE}")],
+        id="announcement-naive-timestamp-string",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {title: x, starts: 2025-06-01}\n",
+        [
+            (
+                4,
+                26,
+                "status_page.announcements[0].starts",
+                "timestamp 2025-06-01 needs a time and a timezone, e.g. 2025-06-01T09:00:00Z",
+            )
+        ],
+        id="announcement-date-without-time",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {title: x, starts: next monday}\n",
+        [
+            (
+                4,
+                26,
+                "status_page.announcements[0].starts",
+                "invalid timestamp 'next monday': use RFC 3339, e.g. 2025-06-01T09:00:00Z",
+            )
+        ],
+        id="announcement-timestamp-not-a-timestamp",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {title: x, starts: 1717232400}\n",
+        [
+            (
+                4,
+                26,
+                "status_page.announcements[0].starts",
+                "must be a timestamp like 2025-06-01T09:00:00Z, got an integer",
+            )
+        ],
+        id="announcement-timestamp-a-number",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - title: x\n"
+        "      starts: 2025-06-01T10:00:00+02:00\n      ends: 2025-06-01T07:00:00Z\n",
+        [
+            (
+                6,
+                13,
+                "status_page.announcements[0].ends",
+                "must be after starts (2025-06-01T10:00:00+02:00), got 2025-06-01T07:00:00+00:00",
+            )
+        ],
+        id="announcement-ends-before-starts",
+    ),
+    pytest.param(
+        PAGE + "  announcements:\n    - {title: x, starts: 2025-06-01T08:00:00Z, ends: '2025-06-01T10:00:00+02:00'}\n",
+        [
+            (
+                4,
+                54,
+                "status_page.announcements[0].ends",
+                "must be after starts (2025-06-01T08:00:00+00:00), got 2025-06-01T10:00:00+02:00",
+            )
+        ],
+        id="announcement-ends-when-it-starts",
+    ),
+    pytest.param(
+        PAGE + '  title: "Status\\x1b[31m"\n',
+        [(3, 10, "status_page.title", "must not contain control characters: U+001B at character 7")],
+        id="status-page-title-with-a-control-character",
+    ),
+    pytest.param(
+        PAGE + '  title: "Status\\nPage"\n',
+        [(3, 10, "status_page.title", "must be one line: line break U+000A at character 7")],
+        id="status-page-title-with-a-line-break",
+    ),
+    pytest.param(
+        PAGE + "  title: '  '\n",
+        [(3, 10, "status_page.title", "must not be empty")],
+        id="status-page-title-blank",
+    ),
+    pytest.param(
+        PAGE + f"  title: {'x' * 201}\n",
+        [(3, 10, "status_page.title", "must be at most 200 characters, got 201")],
+        id="status-page-title-too-long",
+    ),
+    pytest.param(
+        PAGE + '  announcements:\n    - {title: "a\\u0007"}\n',
+        [(4, 15, "status_page.announcements[0].title", "must not contain control characters: U+0007 at character 2")],
+        id="announcement-title-with-a-control-character",
+    ),
+    pytest.param(
+        PAGE + '  announcements:\n    - {title: x, message: "a\\rb"}\n',
+        [
+            (
+                4,
+                27,
+                "status_page.announcements[0].message",
+                "must not contain control characters: U+000D at character 2",
+            )
+        ],
+        id="announcement-message-with-a-control-character",
+    ),
+    pytest.param(
+        PAGE + f"  announcements:\n    - {{title: x, message: {'y' * 2001}}}\n",
+        [(4, 27, "status_page.announcements[0].message", "must be at most 2000 characters, got 2001")],
+        id="announcement-message-too-long",
+    ),
+    pytest.param(
+        ep() + 'status_page:\n  groups: [{name: "\\x00", endpoints: [a]}]\n',
+        [(5, 19, "status_page.groups[0].name", "must not contain control characters: U+0000 at character 1")],
+        id="status-page-group-name-with-a-control-character",
+    ),
+    pytest.param(
+        ep("status_page: 'no'"),
+        [(4, 18, "endpoints[a].status_page", "must be true or false, got a string 'no'")],
+        id="endpoint-status-page-not-a-boolean",
+    ),
+    pytest.param(
+        "defaults: {status_page: 0}\nendpoints: []\n",
+        [(1, 25, "defaults.status_page", "must be true or false, got an integer 0")],
+        id="defaults-status-page-not-a-boolean",
+    ),
     # -- everything at once, sorted by line --------------------------------------------------------------
     pytest.param(
         y("""
@@ -1068,6 +1386,34 @@ def test_good_full_config_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert status.body_size_limit == 512 * 1024
     assert status.labels == {"team": "platform", "tier": "1", "severity": "warning"}
     assert status.slo is None
+    assert orders.status_page is True
+    assert status.status_page is False  # left off the page, still probed
+
+    page = config.status_page
+    assert page.title == "Example Corp status"
+    assert page.description == "Live state of our public APIs.\nChecked every 15 seconds."  # no trailing line break
+    assert page.prometheus_url == "http://viewer:pa55word@prometheus:9090/prom"
+    assert page.safe_prometheus_url == "http://prometheus:9090/prom"
+    assert page.show_details is True
+    assert page.groups == (StatusGroup(name="APIs", endpoints=("orders-api",)),)
+    assert page.group_by is None
+    upgrade, news = page.announcements
+    assert (upgrade.title, upgrade.message, upgrade.level) == (
+        "Database upgrade",
+        "Orders may be slow for a few minutes.",
+        AnnouncementLevel.MAINTENANCE,
+    )
+    assert upgrade.starts == datetime(2025, 6, 1, 9, tzinfo=UTC)
+    assert upgrade.ends == datetime(2025, 6, 1, 10, tzinfo=UTC)
+    assert upgrade.ends is not None
+    assert upgrade.ends.utcoffset() == timedelta(hours=2)  # kept as written
+    assert (news.title, news.message, news.level, news.starts, news.ends) == (
+        "New payment provider",
+        None,
+        AnnouncementLevel.INFO,
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -1093,6 +1439,7 @@ def test_defaults_fill_every_key_an_endpoint_leaves_out() -> None:
               body_size_limit: 2048
               slo: {availability: 99.5}
               expect: {status: [204], body_contains: pong}
+              status_page: false
             endpoints:
               - name: a
                 url: http://x
@@ -1102,6 +1449,7 @@ def test_defaults_fill_every_key_an_endpoint_leaves_out() -> None:
                 degraded_after: null
                 slo: null
                 expect: {body_contains: other}
+                status_page: true
             """),
         env={},
     )
@@ -1125,6 +1473,7 @@ def test_defaults_fill_every_key_an_endpoint_leaves_out() -> None:
     assert (a.expect.status, a.expect.body_contains) == ((StatusRange(204, 204),), "pong")
     assert (b.interval, b.timeout, b.degraded_after, b.slo) == (120.0, 20.0, None, None)
     assert (b.expect.status, b.expect.body_contains) == ((StatusRange(204, 204),), "other")
+    assert (a.status_page, b.status_page) == (False, True)
 
 
 @pytest.mark.parametrize(
@@ -1189,6 +1538,146 @@ def test_defaults_fill_every_key_an_endpoint_leaves_out() -> None:
 def test_good_config(source: str, check: Any) -> None:
     config = parse_config(source, "good.yml", env=ENV, base_dir=CONFIGS)
     assert check(config)
+
+
+# -- the status page ------------------------------------------------------------------------------------
+
+
+def test_status_page_defaults() -> None:
+    config = parse_config(ep(), env={})
+    assert config.status_page == StatusPage()
+    page = config.status_page
+    assert (page.title, page.description, page.prometheus_url, page.show_details) == ("Status", None, None, False)
+    assert (page.groups, page.group_by, page.announcements) == ((), None, ())
+    assert config.endpoints[0].status_page is True
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("2025-06-01T09:00:00Z", datetime(2025, 6, 1, 9, tzinfo=UTC), id="yaml-utc"),
+        pytest.param("2025-06-01 11:00:00+02:00", datetime(2025, 6, 1, 9, tzinfo=UTC), id="yaml-space-offset"),
+        pytest.param("2025-06-01t09:00:00.5z", datetime(2025, 6, 1, 9, 0, 0, 500000, tzinfo=UTC), id="yaml-lowercase"),
+        pytest.param("'2025-06-01T09:00:00Z'", datetime(2025, 6, 1, 9, tzinfo=UTC), id="string-utc"),
+        pytest.param("'2025-06-01T04:00:00-05:00'", datetime(2025, 6, 1, 9, tzinfo=UTC), id="string-offset"),
+        pytest.param("' 2025-06-01T09:00Z '", datetime(2025, 6, 1, 9, tzinfo=UTC), id="string-no-seconds-spaces"),
+    ],
+)
+def test_announcement_timestamps(raw: str, expected: datetime) -> None:
+    page = parse_config(f"status_page:\n  announcements:\n    - {{title: x, starts: {raw}}}\n", env={}).status_page
+    assert page.announcements[0].starts == expected
+
+
+def test_status_page_text_is_trimmed_and_messages_keep_their_lines() -> None:
+    page = parse_config(
+        y("""
+            status_page:
+              title: "  Status of Example  "
+              announcements:
+                - title: Maintenance
+                  message: |
+                    Line one.
+                    \tIndented line two.
+                - title: "Émoji 🚧 and non-breaking\u00a0space"
+            """),
+        env={},
+    ).status_page
+    assert page.title == "Status of Example"
+    assert page.announcements[0].message == "Line one.\n\tIndented line two."
+    assert page.announcements[1].title == "Émoji 🚧 and non-breaking\u00a0space"
+
+
+def test_status_page_texts_at_their_limits_are_accepted() -> None:
+    page = parse_config(
+        f"status_page:\n  title: {'t' * 200}\n  description: {'d' * 2000}\n"
+        f"  announcements:\n    - {{title: {'a' * 200}, message: {'m' * 2000}}}\n",
+        env={},
+    ).status_page
+    assert (len(page.title), len(page.description or ""), len(page.announcements[0].title)) == (200, 2000, 200)
+
+
+def test_prometheus_url_credentials_never_show() -> None:
+    page = parse_config(
+        "status_page: {prometheus_url: 'https://user:s3cret@prom.internal:9443/'}\n", env={}
+    ).status_page
+    assert page.prometheus_url == "https://user:s3cret@prom.internal:9443/"  # as given, for the client to use
+    assert page.safe_prometheus_url == "https://prom.internal:9443/"
+    assert "s3cret" not in repr(page)
+    assert "https://prom.internal:9443/" in repr(page)
+
+
+def test_announcement_is_shown_from_starts_until_ends() -> None:
+    page = parse_config(
+        y("""
+            status_page:
+              announcements:
+                - {title: window, starts: 2025-06-01T09:00:00Z, ends: 2025-06-01T10:00:00Z}
+                - {title: always}
+            """),
+        env={},
+    ).status_page
+    window, always = page.announcements
+    nine = datetime(2025, 6, 1, 9, tzinfo=UTC)
+    assert not window.shown_at(nine - timedelta(seconds=1))
+    assert window.shown_at(nine)
+    assert window.shown_at(nine + timedelta(minutes=59))
+    assert not window.shown_at(nine + timedelta(hours=1))
+    assert always.shown_at(nine)
+
+
+def _arranged(source: str) -> list[tuple[str | None, list[str]]]:
+    config = parse_config(source, env={})
+    return [(group.name, [ep.name for ep in group.endpoints]) for group in config.status_page.arrange(config.endpoints)]
+
+
+FIVE_ENDPOINTS = y("""
+    endpoints:
+      - {name: a, url: http://x, labels: {team: web}}
+      - {name: b, url: http://x, labels: {team: api}}
+      - {name: c, url: http://x, labels: {team: web}}
+      - {name: d, url: http://x}
+      - {name: hidden, url: http://x, labels: {team: ops}, status_page: false}
+    """)
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        pytest.param("", [(None, ["a", "b", "c", "d"])], id="no-groups-one-group-without-heading"),
+        pytest.param(
+            "status_page:\n  groups:\n    - {name: Web, endpoints: [c, a]}\n    - {name: API, endpoints: [b]}\n",
+            [("Web", ["c", "a"]), ("API", ["b"]), (DEFAULT_GROUP, ["d"])],
+            id="groups-in-their-order-then-the-rest-under-other",
+        ),
+        pytest.param(
+            "status_page:\n  groups:\n    - {name: Other, endpoints: [b]}\n    - {name: Web, endpoints: [a, c]}\n",
+            [("Other", ["b", "d"]), ("Web", ["a", "c"])],
+            id="the-rest-joins-a-group-named-other-where-it-is",
+        ),
+        pytest.param(
+            "status_page:\n  groups:\n    - {name: All, endpoints: [a, b, c, d]}\n",
+            [("All", ["a", "b", "c", "d"])],
+            id="no-rest-no-other",
+        ),
+        pytest.param(
+            "status_page:\n  group_by: team\n",
+            [("web", ["a", "c"]), ("api", ["b"]), (DEFAULT_GROUP, ["d"])],
+            id="group-by-label-in-order-of-first-use",
+        ),
+    ],
+)
+def test_status_page_arranges_endpoints_in_groups(page: str, expected: list[tuple[str | None, list[str]]]) -> None:
+    assert _arranged(FIVE_ENDPOINTS + page) == expected
+
+
+def test_status_page_arrange_leaves_out_groups_without_endpoints_here() -> None:
+    config = parse_config(
+        FIVE_ENDPOINTS
+        + "status_page:\n  groups:\n    - {name: Web, endpoints: [a, c]}\n    - {name: API, endpoints: [b]}\n",
+        env={},
+    )
+    some = [ep for ep in config.endpoints if ep.name in ("b", "hidden")]  # e.g. one shard's share
+    assert [(g.name, [ep.name for ep in g.endpoints]) for g in config.status_page.arrange(some)] == [("API", ["b"])]
 
 
 def test_relative_tls_paths_resolve_against_the_config_files_directory(tmp_path: Path) -> None:
@@ -1345,6 +1834,28 @@ def test_schema_accepts_the_good_configs(validator: jsonschema.Draft202012Valida
             {"endpoints": [{"name": "a", "url": "http://x", "method": "FETCH"}]},
             ["endpoints", 0, "method"],
             id="method",
+        ),
+        pytest.param({"status_page": {"titel": "x"}}, ["status_page"], id="status-page-key"),
+        pytest.param({"status_page": {"prometheus_url": "ftp://p"}}, ["status_page", "prometheus_url"], id="prom-url"),
+        pytest.param(
+            {"status_page": {"prometheus_url": "http://p/?q=1"}}, ["status_page", "prometheus_url"], id="prom-url-query"
+        ),
+        pytest.param({"status_page": {"title": "x" * 201}}, ["status_page", "title"], id="status-page-title-long"),
+        pytest.param({"status_page": {"group_by": "a-b"}}, ["status_page", "group_by"], id="group-by"),
+        pytest.param(
+            {"status_page": {"groups": [{"name": "x", "endpoints": []}]}},
+            ["status_page", "groups", 0, "endpoints"],
+            id="group-empty",
+        ),
+        pytest.param(
+            {"status_page": {"announcements": [{"title": "x", "level": "warning"}]}},
+            ["status_page", "announcements", 0, "level"],
+            id="announcement-level",
+        ),
+        pytest.param(
+            {"endpoints": [{"name": "a", "url": "http://x", "status_page": "no"}]},
+            ["endpoints", 0, "status_page"],
+            id="endpoint-status-page",
         ),
     ],
 )

@@ -5,6 +5,7 @@
 | `values`      | durations, sizes, status ranges, names and URLs; the strict model base        |
 | `models`      | `Endpoint`, `Expect`, `TLSConfig`, `SLO`, `EndpointDefaults`, `Config`         |
 | `host`        | the `host` section (collector switches, paths, filters)                       |
+| `status_page` | the `status_page` section (title, groups, announcements, Prometheus URL)      |
 | `document`    | YAML with the position of every value, and `${VAR}` from the environment      |
 | `problems`    | `Problem`, `ConfigError`, locations like `endpoints[api].timeout`            |
 | `loader`      | `load_config`: defaults merged, cross-checks, files resolved, TLS loaded      |
@@ -36,6 +37,7 @@ from .loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, EXTENSION_PREFIX, load_
 from .models import SLO, Config, Endpoint, EndpointDefaults, Expect, TLSConfig
 from .problems import ConfigError, PathKey, Problem, format_location
 from .schema import SCHEMA_ID, json_schema, json_schema_text
+from .status_page import DEFAULT_GROUP, Announcement, AnnouncementLevel, PageGroup, StatusGroup, StatusPage
 from .values import (
     HTTP_METHODS,
     RESERVED_LABELS,
@@ -49,6 +51,7 @@ from .values import (
 __all__ = [
     "CONFIG_ENV_VAR",
     "DEFAULT_CONFIG_FILE",
+    "DEFAULT_GROUP",
     "EXTENSION_PREFIX",
     "HOST_COLLECTORS",
     "HTTP_METHODS",
@@ -61,6 +64,8 @@ __all__ = [
     "RESERVED_LABELS",
     "SCHEMA_ID",
     "SLO",
+    "Announcement",
+    "AnnouncementLevel",
     "Config",
     "ConfigError",
     "DeviceFilter",
@@ -74,8 +79,11 @@ __all__ = [
     "HostConfig",
     "HostPaths",
     "NetclassOptions",
+    "PageGroup",
     "PathKey",
     "Problem",
+    "StatusGroup",
+    "StatusPage",
     "StatusRange",
     "TLSConfig",
     "format_duration",

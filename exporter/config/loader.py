@@ -16,6 +16,7 @@ from exporter.probes.tls import TLSContexts, TLSSetupError
 from .document import Document, read_document
 from .models import DEFAULTABLE, Config, Endpoint, EndpointDefaults
 from .problems import ConfigError, PathKey, Problem, printable
+from .status_page import StatusPage
 from .values import clip, format_duration, parse_duration, type_name
 
 DEFAULT_CONFIG_FILE = "upwatch.yml"
@@ -115,9 +116,58 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
                 endpoints.append(_share_parts(_with_vantage(resolved, vantage), shared))
                 _load_tls(resolved, doc, path, sources, tls)
 
+    if top_model is not None:
+        _check_groups(top_model.status_page, endpoints, first_use, doc)
+        if len(endpoints) == len(raw_endpoints):  # else a label may be missing only with the broken endpoints
+            _check_group_by(top_model.status_page, endpoints, doc)
     if doc.problems or top_model is None:
         return None
     return top_model.model_copy(update={"endpoints": endpoints})
+
+
+def _check_groups(page: StatusPage, endpoints: list[Endpoint], written: Mapping[str, int], doc: Document) -> None:
+    """The page's groups have names of their own and name endpoints that exist, are on the page, and in no other group.
+
+    `written` holds the name of every endpoint in the file, even of one with problems (which is not
+    in `endpoints`), so that a group naming it is not reported too.
+    """
+    hidden = {ep.name for ep in endpoints if not ep.status_page}
+    group_lines: dict[str, int] = {}
+    placed: dict[str, tuple[str, int]] = {}  # endpoint name -> its group and the line it was listed on
+    for g, group in enumerate(page.groups):
+        where: PathKey = ("status_page", "groups", g)
+        if group.name in group_lines:
+            message = f"duplicate group name {group.name!r} (first used on line {group_lines[group.name]})"
+            doc.problem((*where, "name"), message)
+        else:
+            group_lines[group.name] = doc.mark((*where, "name"))[0]
+        for k, name in enumerate(group.endpoints):
+            at: PathKey = (*where, "endpoints", k)
+            if name not in written:
+                close = difflib.get_close_matches(name, written, n=1)
+                doc.problem(at, f"unknown endpoint {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            elif name in hidden:
+                doc.problem(at, f"endpoint {name!r} has status_page: false, so it cannot be in a group")
+            elif name in placed:
+                first_group, line = placed[name]
+                doc.problem(at, f"endpoint {name!r} is already in group {first_group!r} (line {line})")
+            else:
+                placed[name] = (group.name, doc.mark(at)[0])
+
+
+def _check_group_by(page: StatusPage, endpoints: list[Endpoint], doc: Document) -> None:
+    """The label the page groups by is one some endpoint has: one that none has is most likely a typo."""
+    label = page.group_by
+    if label is None or not endpoints or any(label in ep.labels for ep in endpoints):
+        return
+    in_use = sorted({name for ep in endpoints for name in ep.labels})
+    close = difflib.get_close_matches(label, in_use, n=1)
+    message = f"no endpoint has the label {label!r}"
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    elif in_use:
+        message += f"; labels in use: {', '.join(in_use)}"
+    doc.problem(("status_page", "group_by"), message)
 
 
 def _with_vantage(endpoint: Endpoint, vantage: str | None) -> Endpoint:
@@ -396,10 +446,10 @@ def _known_keys(path: PathKey) -> list[str]:
 
 
 def _model_in(annotation: object) -> type[BaseModel] | None:
-    """The model a field holds (`Expect`, `TLSConfig | None`, ...), None for plain values, lists and mappings."""
+    """The model a field holds (`Expect`, `TLSConfig | None`, `tuple[StatusGroup, ...]`); None for values, mappings."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    if get_origin(annotation) in (Union, UnionType, Annotated):
+    if get_origin(annotation) in (Union, UnionType, Annotated, tuple, list):
         for arg in get_args(annotation):
             if (model := _model_in(arg)) is not None:
                 return model

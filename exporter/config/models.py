@@ -11,6 +11,7 @@ from exporter.redact import redact_url
 from exporter.sharding import rendezvous_bucket
 
 from .host import HostConfig
+from .status_page import StatusPage
 from .values import (
     Duration,
     FilePath,
@@ -110,6 +111,7 @@ class Endpoint(StrictModel):
     quorum: int | None = Field(
         default=None, ge=1, le=1000, description="vantages that must see it down to page (default: a majority)"
     )
+    status_page: bool = Field(default=True, description="false leaves it off the status page (still probed)")
 
     @property
     def safe_url(self) -> str:
@@ -189,6 +191,7 @@ class Config(StrictModel):
         default=None, description="where this agent probes from (eu-west): the vantage label on its endpoint series"
     )
     shard: Shard | None = Field(default=None, description="probe only this agent's share of the endpoints")
+    status_page: StatusPage = Field(default_factory=StatusPage, description="the public status page at /")
 
     @property
     def probed(self) -> list[Endpoint]:

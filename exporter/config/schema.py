@@ -18,6 +18,7 @@ from .host import (
 )
 from .loader import EXTENSION_PREFIX
 from .models import Config, Endpoint, Expect, TLSConfig
+from .status_page import Announcement, StatusPage
 
 SCHEMA_ID = "https://upwatch.dev/schema/upwatch.schema.json"
 
@@ -38,6 +39,8 @@ def json_schema() -> dict[str, Any]:
         (schema["$defs"]["DiskstatsOptions"], DiskstatsOptions()),
         (schema["$defs"]["DeviceFilter"], DeviceFilter()),
         (schema["$defs"]["NetclassOptions"], NetclassOptions()),
+        (schema["$defs"]["StatusPage"], StatusPage()),
+        (schema["$defs"]["Announcement"], Announcement.model_construct(title="")),
     ]
     for model_schema, example in examples:
         written = example.model_dump(mode="json")

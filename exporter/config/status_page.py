@@ -1,0 +1,170 @@
+"""The `status_page` section: the public page's title, its groups of endpoints, its announcements, its history source.
+
+Which endpoints a group names is checked against the endpoints by the loader, which alone sees both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from exporter.redact import redact_url
+
+from .values import BaseUrl, PageLine, PageText, StrictModel, Timestamp, as_tuple, check_label_syntax, shown
+
+if TYPE_CHECKING:
+    from .models import Endpoint
+
+# The heading of the endpoints no group takes in.
+DEFAULT_GROUP = "Other"
+
+
+class AnnouncementLevel(StrEnum):
+    """How an announcement is shown: a note, planned work, or a problem being dealt with."""
+
+    INFO = "info"
+    MAINTENANCE = "maintenance"
+    INCIDENT = "incident"
+
+
+def _check_level(value: object) -> AnnouncementLevel:
+    if isinstance(value, str) and value in {level.value for level in AnnouncementLevel}:
+        return AnnouncementLevel(value)
+    raise ValueError(f"must be one of {', '.join(AnnouncementLevel)}, got {shown(value)}")
+
+
+Level = Annotated[
+    AnnouncementLevel,
+    BeforeValidator(_check_level),
+    WithJsonSchema({"enum": list(AnnouncementLevel)}),
+]
+
+
+class Announcement(StrictModel):
+    """A notice at the top of the status page, shown from `starts` until `ends`."""
+
+    title: PageLine = Field(description="one line, at most 200 characters")
+    message: PageText | None = Field(default=None, description="at most 2000 characters; line breaks kept")
+    level: Level = Field(default=AnnouncementLevel.INFO, description="info, maintenance or incident")
+    starts: Timestamp | None = Field(default=None, description="shown from then on (default: at once)")
+    ends: Timestamp | None = Field(default=None, description="shown until then (default: until removed)")
+
+    @field_validator("ends")
+    @classmethod
+    def _ends_after_starts(cls, ends: datetime | None, info: ValidationInfo) -> datetime | None:
+        starts = info.data.get("starts")
+        if ends is not None and starts is not None and ends <= starts:
+            raise ValueError(f"must be after starts ({starts.isoformat()}), got {ends.isoformat()}")
+        return ends
+
+    def shown_at(self, moment: datetime) -> bool:
+        """Whether the announcement is on the page at this (timezone-aware) moment."""
+        return (self.starts is None or self.starts <= moment) and (self.ends is None or moment < self.ends)
+
+
+def _not_empty(names: tuple[str, ...]) -> tuple[str, ...]:
+    if not names:
+        raise ValueError("a group must list at least one endpoint")
+    return names
+
+
+class StatusGroup(StrictModel):
+    """A heading on the status page and the endpoints under it, in the order listed."""
+
+    name: PageLine = Field(description="the heading; one line, at most 200 characters")
+    endpoints: Annotated[tuple[str, ...], BeforeValidator(as_tuple), AfterValidator(_not_empty)] = Field(
+        description="names of endpoints; each in one group at most", json_schema_extra={"minItems": 1}
+    )
+
+
+LabelToRead = Annotated[
+    str,
+    AfterValidator(check_label_syntax),
+    WithJsonSchema({"type": "string", "pattern": "^(?!__)[a-zA-Z_][a-zA-Z0-9_]*$"}),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PageGroup:
+    """One heading of the page as it is laid out (None: the page has no groups) and its endpoints."""
+
+    name: str | None
+    endpoints: tuple[Endpoint, ...]
+
+
+class StatusPage(StrictModel):
+    """The public status page at `/`."""
+
+    title: PageLine = Field(default="Status", description="the page's heading and HTML title")
+    description: PageText | None = Field(default=None, description="text under the title")
+    prometheus_url: BaseUrl | None = Field(
+        default=None,
+        description="Prometheus to read uptime history from: http://prometheus:9090 (user:password@ for basic auth)",
+    )
+    show_details: bool = Field(
+        default=False, description="show URLs, status codes, response times and failure reasons, not only states"
+    )
+    groups: Annotated[tuple[StatusGroup, ...], BeforeValidator(as_tuple)] = Field(
+        default=(), description="headings and their endpoints; the endpoints of no group are listed last, under Other"
+    )
+    group_by: LabelToRead | None = Field(
+        default=None, description="instead of groups: a heading per value of this endpoint label (e.g. team)"
+    )
+    announcements: Annotated[tuple[Announcement, ...], BeforeValidator(as_tuple)] = Field(
+        default=(), description="notices shown at the top of the page, in the order listed"
+    )
+
+    @model_validator(mode="after")
+    def _groups_or_group_by(self) -> Self:
+        if self.groups and self.group_by is not None:
+            raise ValueError("set groups or group_by, not both")
+        return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The fields as repr shows them: the Prometheus URL without its credentials."""
+        for name, value in super().__repr_args__():
+            yield name, self.safe_prometheus_url if name == "prometheus_url" else value
+
+    @property
+    def safe_prometheus_url(self) -> str | None:
+        """The Prometheus URL without credentials (safe for logs and pages)."""
+        return None if self.prometheus_url is None else redact_url(self.prometheus_url)
+
+    def arrange(self, endpoints: Sequence[Endpoint]) -> list[PageGroup]:
+        """The endpoints on the page (not those with `status_page: false`) under their headings.
+
+        Groups come in the order listed (with `group_by`, in the order their label values first
+        appear among the endpoints); the endpoints of no group (or without the label) follow under
+        DEFAULT_GROUP, or join a group of that name if there is one. Groups left empty (another
+        shard's endpoints) are left out. Without groups and group_by: one group, named None.
+        """
+        shown_here = [ep for ep in endpoints if ep.status_page]
+        if not self.groups and self.group_by is None:
+            return [PageGroup(None, tuple(shown_here))] if shown_here else []
+        laid_out: dict[str, list[Endpoint]] = {group.name: [] for group in self.groups}
+        group_of = {name: group.name for group in self.groups for name in group.endpoints}
+        for ep in shown_here:
+            if self.group_by is not None:
+                name = ep.labels.get(self.group_by) or DEFAULT_GROUP
+            else:
+                name = group_of.get(ep.name, DEFAULT_GROUP)
+            laid_out.setdefault(name, []).append(ep)
+        for group in self.groups:  # the order the group lists, not the order of the endpoints list
+            order = {name: i for i, name in enumerate(group.endpoints)}
+            laid_out[group.name].sort(key=lambda ep: order.get(ep.name, len(order)))
+        if DEFAULT_GROUP in laid_out and all(group.name != DEFAULT_GROUP for group in self.groups):
+            laid_out[DEFAULT_GROUP] = laid_out.pop(DEFAULT_GROUP)  # last, unless the user placed it
+        return [PageGroup(name, tuple(members)) for name, members in laid_out.items() if members]
