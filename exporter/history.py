@@ -79,12 +79,14 @@ figures should match:
   5. Seconds are whole milliseconds here, floats there.
   6. There is no 90-day rule. This history lives in memory: it starts empty when the agent starts.
 
-Costs
-  ``record`` is O(1): a lock, one row of each ring, a few increments; a ring moving to a later
-  period clears the rows it skips (at most its length). Closing an incident writes each of its
-  minutes (at most 1440) and days (at most 90). ``summary`` copies one endpoint's rings under the
-  lock (about 14 KB) and computes outside it. Memory is about 14 KB per endpoint plus some 25 bytes
-  and the message per incident (bench/history_memory.py measures it).
+Costs (bench/history_memory.py measures them)
+  ``record`` is O(1): a lock, one row of each ring, a few increments (about 3 us); a ring moving
+  to a later period clears the rows it skips (at most its length). Closing an incident writes each
+  of its minutes (at most 1440) and days (at most 90). ``summary`` copies one endpoint's rings
+  under the lock (about 14 KB) and computes outside it (about 1 ms). Memory: about 14 KB per
+  endpoint for the rings, plus some 25 bytes per incident and its message, one copy per distinct
+  text: 8 MiB for 500 endpoints with 90 days of probes and some 45 incidents each; 8.6 MiB with
+  the full 100 incidents each, or 14 MiB if every one of those had a message of its own.
 """
 
 from __future__ import annotations
