@@ -28,12 +28,16 @@ from .config import (
 )
 from .config.isolated import load_config_isolated
 from .cpus import cpu_count
+from .history import History
 from .logs import LogSettings
 from .probes.tls import TLSContexts, build_contexts
 from .recorder import ResultRecorder
 from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
+from .status.build import build_page
+from .status.serve import StatusPages
+from .status.view import PageView
 from .store import ResultStore
 from .workers.pool import NO_WORKERS, WorkerPool, WorkerStatus
 
@@ -166,7 +170,9 @@ class Agent:
         self._prober = InProcessProber(self._tls)  # loaded only if this process probes
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
-        self._recorder = ResultRecorder(self._store, log, on_change=self._changed)
+        # The status page's own history (per minute for 24 h, per day for 90 days), fed with every result.
+        self._history = History()
+        self._recorder = ResultRecorder(self._store, log, on_change=self._changed, history=self._history)
         self._unrendered: set[str] = set()
         self._renderer: asyncio.Task[None] | None = None
         self._scheduler: Scheduler | None = None  # probes in this process (workers: 0)
@@ -177,8 +183,7 @@ class Agent:
             probe_text=self._exposition.render,
             ready=self.ready,
             reload=self.reload,
-            snapshot=self._store.snapshot,
-            vantage=lambda: self._config.vantage if self._config else None,
+            pages=StatusPages(self._page_view),
         )
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -201,6 +206,13 @@ class Agent:
     def ready(self) -> bool:
         """True once the config is loaded and probing has started."""
         return self._ready
+
+    def _page_view(self) -> PageView:
+        """The status page's view as of now, built in a helper thread: the endpoints, their states and history."""
+        config = self._config
+        if config is None:  # not started yet
+            return PageView(title="Status", now=time.time(), groups=())
+        return build_page(config, self._store.snapshot(), self._history.summaries(), time.time())
 
     def placement(self) -> Placement:
         """This agent's vantage and shard, and how many endpoints it probes of those configured."""

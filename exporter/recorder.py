@@ -1,4 +1,4 @@
-"""Where probe results land in the main process: counted in the store, logged, and passed on as changed names."""
+"""Where probe results land in the main process: counted in the store and the history, logged, and passed on."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from .config import Endpoint
+from .history import History
 from .results import ProbeResult
 from .scheduler import SkipCause
 from .state import Transition
@@ -29,8 +30,10 @@ class ResultRecorder:
         store: ResultStore,
         log: Any,
         on_change: Callable[[Collection[str]], None] | None = None,
+        history: History | None = None,
     ) -> None:
         self._store = store
+        self._history = history
         self._log = log
         self._on_change = on_change
         self._urls: dict[str, str] = {}
@@ -39,6 +42,8 @@ class ResultRecorder:
         """Follow a (re)loaded config: the store adds, reconfigures and drops endpoints."""
         self._store.sync(endpoints)
         self._urls = {ep.name: ep.safe_url for ep in endpoints}
+        if self._history is not None:
+            self._history.retain(self._urls)
 
     def result(self, result: ProbeResult) -> None:
         """Record one probe result."""
@@ -47,8 +52,12 @@ class ResultRecorder:
     def results(self, results: Iterable[ProbeResult]) -> None:
         """Record a batch of probe results, in order."""
         names: dict[str, None] = {}
+        history = self._history
         for result in results:
-            self._log_result(result, self._store.record(result))
+            transition = self._store.record(result)
+            if history is not None:
+                history.record(result, transition)
+            self._log_result(result, transition)
             names[result.endpoint] = None
         self._changed(names)
 

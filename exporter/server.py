@@ -1,4 +1,4 @@
-"""HTTP endpoints of `upwatch serve`: /metrics, /-/healthy, /-/ready, /-/reload and a status page.
+"""HTTP endpoints of `upwatch serve`: /metrics, /-/healthy, /-/ready, /-/reload and the status page's family.
 
 The HTTP server is uvicorn, with h11 as its HTTP/1.1 parser, running a small ASGI application of
 our own on the agent's event loop, on sockets bound here. uvicorn was chosen over aiohttp's server
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import html
 import logging
 import socket
 import time
@@ -25,9 +24,8 @@ import uvicorn
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from . import __version__
 from .logs import get_logger
-from .store import EndpointSnapshot, StoreSnapshot
+from .status.serve import Answer, StatusPages
 
 try:
     # ISA-L's deflate: a gzip of the exposition text in a quarter of zlib's CPU time, for 3 % more bytes
@@ -229,16 +227,14 @@ class MetricsServer:
         probe_text: Callable[[], Sequence[bytes]],
         ready: Callable[[], bool],
         reload: ReloadFn,
-        snapshot: Callable[[], StoreSnapshot],
-        vantage: Callable[[], str | None] = lambda: None,
+        pages: StatusPages,
     ) -> None:
         # The server's own registry (never the global one): the agent's and the host's collectors.
         self._registry = CollectorRegistry(auto_describe=False)
         self._probe_text = probe_text
         self._ready = ready
         self._reload = reload
-        self._snapshot = snapshot
-        self._vantage = vantage
+        self._pages = pages
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._sockets: list[socket.socket] = []
@@ -252,6 +248,8 @@ class MetricsServer:
             "/-/ready": {"GET": self._ready_handler},
             "/-/reload": {"POST": self._reload_handler, "PUT": self._reload_handler},
             "/": {"GET": self._index},
+            "/api/v1/endpoints": {"GET": self._api},
+            "/feed.atom": {"GET": self._feed},
         }
 
     def register(self, collector: Collector) -> None:
@@ -312,7 +310,10 @@ class MetricsServer:
         """The ASGI application: route, answer, and never let a handler's bug take the connection down quietly."""
         if scope["type"] != "http":
             return
-        methods = self._routes.get(scope["path"])
+        path = scope["path"]
+        methods = self._routes.get(path)
+        if methods is None and path.startswith("/badge/"):
+            methods = {"GET": self._badge}
         method = scope["method"]
         if methods is None:
             reply = Reply.text(404, "404: Not Found\n")
@@ -364,8 +365,25 @@ class MetricsServer:
         return Reply.text(200 if ok else 500, message + "\n")
 
     async def _index(self, scope: Scope) -> Reply:
-        page = render_index(self._snapshot(), self._vantage())
-        return Reply(200, "text/html; charset=utf-8", (page.encode(),))
+        return _reply(await self._pages.page(), scope)
+
+    async def _api(self, scope: Scope) -> Reply:
+        return _reply(await self._pages.api(), scope)
+
+    async def _feed(self, scope: Scope) -> Reply:
+        host = _header(scope, b"host") or "localhost"
+        return _reply(await self._pages.feed(f"{scope.get('scheme', 'http')}://{host}/"), scope)
+
+    async def _badge(self, scope: Scope) -> Reply:
+        return _reply(await self._pages.badge(scope["path"]), scope)
+
+
+def _reply(answer: Answer, scope: Scope) -> Reply:
+    """A status-page answer as a reply, gzipped when the client takes it and it is worth it."""
+    if len(answer.body) > 1024 and "gzip" in _header(scope, b"accept-encoding"):
+        headers = (*answer.headers, ("content-encoding", "gzip"), ("vary", "accept-encoding"))
+        return Reply(answer.status, answer.content_type, (gzip_pieces((answer.body,)),), headers)
+    return Reply(answer.status, answer.content_type, (answer.body,), answer.headers)
 
 
 def gzip_pieces(pieces: Iterable[bytes]) -> bytes:
@@ -380,53 +398,3 @@ def gzip_pieces(pieces: Iterable[bytes]) -> bytes:
 def _header(scope: Scope, name: bytes) -> str:
     """A request header's values, comma-joined ("" when absent); names are lower case in ASGI."""
     return ", ".join(v.decode("latin-1") for k, v in scope["headers"] if k == name)
-
-
-_STATE_COLOURS = {"up": "#1a7f37", "degraded": "#b58100", "down": "#cf222e", "unknown": "#6e7781"}
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
-
-
-def _row(ep: EndpointSnapshot) -> str:
-    state = str(ep.state.state)
-    last = ep.last
-    if last is None:
-        result = "not probed yet"
-        status = duration = ""
-    else:
-        result = "success" if last.success else f"failure: {last.reason} — {last.message}"
-        status = str(last.status_code or "")
-        duration = f"{last.duration_seconds * 1000:.0f} ms"
-    cells = [
-        html.escape(ep.endpoint.name),
-        f'<span style="color:{_STATE_COLOURS.get(state, "#000")};font-weight:bold">{state.upper()}</span>',
-        html.escape(_when(ep.state.since)),
-        html.escape(result),
-        html.escape(status),
-        html.escape(duration),
-        html.escape(f"{ep.endpoint.method} {ep.endpoint.safe_url}"),
-    ]
-    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-
-
-def render_index(snapshot: StoreSnapshot, vantage: str | None = None) -> str:
-    """The status page: each endpoint, its state, since when, and its last result."""
-    rows = "\n".join(_row(ep) for ep in snapshot.endpoints) or '<tr><td colspan="7">No endpoints configured.</td></tr>'
-    where = f"<p>Probed from vantage <strong>{html.escape(vantage)}</strong>.</p>" if vantage else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
-<title>upwatch</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #ddd;padding:.4em .8em;text-align:left}}</style></head>
-<body><h1>upwatch {html.escape(__version__)}</h1>{where}
-<p><a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Ready</a></p>
-<table><thead><tr><th>Endpoint</th><th>State</th><th>Since</th><th>Last result</th><th>Status</th>
-<th>Duration</th><th>Target</th></tr></thead>
-<tbody>
-{rows}
-</tbody></table></body></html>
-"""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -118,10 +119,11 @@ async def test_metrics_control_paths_and_status_page(agent: tuple[Agent, str, Pa
         assert (await client.get(f"{base}/-/ready")).status_code == 200
         assert (await client.get(f"{base}/-/reload")).status_code == 405
         page = await client.get(f"{base}/")
-    assert page.status_code == 200
-    # The endpoint with its state: UP, or on a loaded machine whatever a probe slower than its
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    # The endpoint with its state: up, or on a loaded machine whatever a probe slower than its
     # 150 ms timeout made of it since.
-    assert "orders" in page.text and any(f">{state}</span>" in page.text for state in ("UP", "DEGRADED", "DOWN"))
+    assert "orders" in page.text and any(f'class="state s-{s}"' in page.text for s in ("up", "degraded", "down"))
     for secret in ("top-secret-token", "hunter2", "querysecret"):
         assert secret not in raw
         assert secret not in page.text
@@ -393,7 +395,7 @@ async def test_a_vantage_labels_every_endpoint_series_and_a_shard_exports_only_i
             page = (await client.get(f"http://{host}:{port}/")).text
     finally:
         await agent.stop()
-    assert "vantage <strong>eu-west</strong>" in page
+    assert "Probed from <strong>eu-west</strong>" in page
     endpoint_series = [
         dict(labels) for samples in metrics.values() for labels in samples if any(k == "endpoint" for k, _ in labels)
     ]
@@ -411,3 +413,39 @@ async def test_without_a_vantage_no_series_has_the_label(agent: tuple[Agent, str
     metrics = await scrape_until(base, "a probe", lambda m: successes(m, "orders"))
     assert not [name for name, samples in metrics.items() for labels in samples if "vantage" in dict(labels)]
     assert value(metrics, "upwatch_agent_info", shard_index="0", shard_total="1") == 1
+
+
+async def test_the_status_family_from_the_agents_own_history(agent: tuple[Agent, str, Path]) -> None:
+    _, base, _ = agent
+    before = await scrape_until(
+        base, "both endpoints probed", lambda m: successes(m, "orders") and successes(m, "billing")
+    )
+    async with httpx.AsyncClient() as client:
+        api = (await client.get(f"{base}/api/v1/endpoints")).json()
+        after = await scrape(base)
+        svg = await client.get(f"{base}/badge/orders/status.svg")
+        shields = (await client.get(f"{base}/badge/orders/uptime-24h.json")).json()
+        missing = await client.get(f"{base}/badge/nobody/status.svg")
+        wrong = await client.get(f"{base}/badge/orders/uptime-1y.svg")
+        feed = await client.get(f"{base}/feed.atom")
+        page = await client.get(f"{base}/", headers={"Accept-Encoding": "gzip"})
+    names = [ep["name"] for ep in api["endpoints"]]
+    assert names == ["orders", "billing"] and api["status"] in ("operational", "degraded", "partial_outage")
+
+    def probes(metrics: Metrics, name: str) -> float:
+        return sum(value(metrics, "upwatch_probes_total", endpoint=name, result=r) for r in ("success", "failure"))
+
+    for ep in api["endpoints"]:
+        # The day bars count the agent's probes: at least those counted before the API was first
+        # asked (its view was built after), at most those counted after it answered.
+        counted = sum(day["probes"] for day in ep["days"])
+        assert probes(before, ep["name"]) <= counted <= probes(after, ep["name"]), ep["name"]
+        assert "url" not in ep  # show_details is off: no URL, and so no secret, anywhere
+    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml" and "orders" in svg.text
+    assert shields["schemaVersion"] == 1 and shields["label"] == "uptime 24h"
+    assert missing.status_code == 404 and wrong.status_code == 404
+    assert feed.status_code == 200 and feed.text.startswith("<?xml")
+    assert page.headers.get("content-encoding") == "gzip" and "orders" in page.text
+    for body in (page.text, svg.text, feed.text, json.dumps(api)):
+        for secret in ("top-secret-token", "hunter2", "querysecret"):
+            assert secret not in body

@@ -346,7 +346,7 @@ def test_serve_logs_failures_and_state_changes_without_secrets(tmp_path: Path) -
             return ""
 
     try:
-        wait_for(lambda: "DOWN" in page(), timeout=20)
+        wait_for(lambda: 'class="state s-down"' in page(), timeout=20)
         text = page()
     finally:
         proc.send_signal(signal.SIGTERM)

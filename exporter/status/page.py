@@ -323,9 +323,11 @@ def render_page(page: PageView) -> str:
         if not group.endpoints:
             continue
         items = "".join(_endpoint(ep, page) for ep in group.endpoints)
-        groups.append(
-            f'<section aria-labelledby="g{n}"><h2 id="g{n}">{_e(group.name)}</h2><ul class="eps">{items}</ul></section>'
-        )
+        if group.name:
+            heading = f'aria-labelledby="g{n}"><h2 id="g{n}">{_e(group.name)}</h2>'
+        else:  # a page without groups: one list, no heading
+            heading = 'aria-label="Endpoints">'
+        groups.append(f'<section {heading}<ul class="eps">{items}</ul></section>')
     if not groups:
         groups.append("<p>No endpoints on this page.</p>")
     metrics = ' · <a href="/metrics">Metrics</a>' if page.show_details else ""
