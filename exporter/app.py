@@ -171,7 +171,7 @@ class Agent:
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
         # The status page's own history (per minute for 24 h, per day for 90 days), fed with every result.
-        self._history = History()
+        self._history = History(buckets=self._store.buckets)
         self._recorder = ResultRecorder(self._store, log, on_change=self._changed, history=self._history)
         self._unrendered: set[str] = set()
         self._renderer: asyncio.Task[None] | None = None

@@ -250,6 +250,7 @@ class MetricsServer:
             "/": {"GET": self._index},
             "/api/v1/endpoints": {"GET": self._api},
             "/feed.atom": {"GET": self._feed},
+            "/favicon.svg": {"GET": self._favicon},
         }
 
     def register(self, collector: Collector) -> None:
@@ -369,6 +370,9 @@ class MetricsServer:
 
     async def _api(self, scope: Scope) -> Reply:
         return _reply(await self._pages.api(), scope)
+
+    async def _favicon(self, scope: Scope) -> Reply:
+        return _reply(self._pages.favicon(), scope)
 
     async def _feed(self, scope: Scope) -> Reply:
         host = _header(scope, b"host") or "localhost"

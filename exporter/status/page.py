@@ -77,6 +77,11 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
+# The page's icon (a dot), served at /favicon.svg so that browsers do not ask for a missing /favicon.ico.
+FAVICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#1a7f37"/></svg>'
+)
+
 _STATE_TEXT = {State.UP: "Up", State.DEGRADED: "Degraded", State.DOWN: "Down", State.UNKNOWN: "No data yet"}
 _WINDOW_TEXT = {"24h": "24 h", "7d": "7 days", "30d": "30 days", "90d": "90 days"}
 # A day's class by its uptime: all up, a little down (at least 99 %), more (at least 95 %), worse.
@@ -336,6 +341,7 @@ def render_page(page: PageView) -> str:
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="color-scheme" content="light dark"><meta http-equiv="refresh" content="60">'
         f"<title>{_e(page.title)}</title><style>{_CSS}</style>"
+        '<link rel="icon" type="image/svg+xml" href="/favicon.svg">'
         '<link rel="alternate" type="application/atom+xml" title="Incidents" href="/feed.atom"></head>'
         f"<body><header><h1>{_e(page.title)}</h1>{description}{where}</header><main>"
         f'<section class="banner b-{banner.value}" role="status" aria-label="Overall status">'

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .feeds import BADGE_KINDS, api_json, atom_feed, badge, badge_json, badge_svg
-from .page import CONTENT_SECURITY_POLICY, render_page
+from .page import CONTENT_SECURITY_POLICY, FAVICON_SVG, render_page
 from .view import PageView
 
 REFRESH_SECONDS = 5.0
@@ -90,6 +90,10 @@ class StatusPages:
         """The status page."""
         body = await self._form("html", lambda view: render_page(view).encode())
         return Answer(200, "text/html; charset=utf-8", body, PAGE_HEADERS)
+
+    def favicon(self) -> Answer:
+        """The page's icon."""
+        return Answer(200, "image/svg+xml", FAVICON_SVG.encode())
 
     async def api(self) -> Answer:
         """The JSON API of the page's figures."""
