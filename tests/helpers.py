@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -47,10 +48,19 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nobody listens on right now (see free_ports)."""
+    return free_ports(1)
+
+
+def _planned_ports() -> tuple[int, int]:
+    # Below the kernel's ephemeral range: ports it never gives to a connection's source side on its
+    # own, so a port planned here is not taken by some client (a probe, a scrape) before the program
+    # meant to listen on it starts. That race once failed a test that started nine agents in turn.
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return 10_000, max(low, 10_100)
 
 
 def program(name: str) -> str:
@@ -132,9 +142,10 @@ def wait_for(what: str, predicate: Callable[[], object], timeout: float) -> None
 
 
 def free_ports(count: int) -> int:
-    """The first of `count` consecutive loopback ports that are free now."""
-    for _ in range(100):
-        base = free_port()
+    """The first of `count` consecutive loopback ports that are free now, below the ephemeral range."""
+    low, high = _planned_ports()
+    for _ in range(200):
+        base = random.randrange(low, high - count)
         socks = []
         try:
             for port in range(base, base + count):

@@ -157,28 +157,31 @@ def day_tooltip(day: DayView) -> str:
 def bars_svg(name: str, days: Sequence[DayView]) -> str:
     """The 90-day bars of one endpoint: oldest on the left, today on the right."""
     days = list(days)[-DAYS_SHOWN:]
-    offset = DAYS_SHOWN - len(days)  # too young for 90 days: the bars start further right
+    classes = [day_class(d) for d in days]
     shapes: list[str] = []
-    index = offset
-    for cls, run in groupby(days, key=day_class):
-        run_days = list(run)
+    index = DAYS_SHOWN - len(days)  # too young for 90 days: the bars start further right
+    first = 0
+    for cls, run in groupby(classes):
+        count = sum(1 for _ in run)
+        run_days = days[first : first + count]
         if cls in ("d-ok", "d-none"):  # nothing to tell day by day: one path, one tooltip for the run
-            d = "".join(_BAR_PATHS[index : index + len(run_days)])
-            first, last = _day(run_days[0].start), _day(run_days[-1].start)
-            span = first if first == last else f"{first} to {last}"
+            d = "".join(_BAR_PATHS[index : index + count])
+            start, end = _day(run_days[0].start), _day(run_days[-1].start)
+            span = start if count == 1 else f"{start} to {end}"
             what = "no data" if cls == "d-none" else "100% up, no incident"
-            shapes.append(f'<path class="{cls}" d="{d}"><title>{_e(span)}: {what}</title></path>')
+            shapes.append(f'<path class="{cls}" d="{d}"><title>{span}: {what}</title></path>')
         else:
             for i, day in enumerate(run_days):
                 shapes.append(
                     f'<rect class="{cls}" x="{(index + i) * _BAR_STEP}" width="{_BAR_WIDTH}" height="{_BAR_HEIGHT}">'
-                    f"<title>{_e(day_tooltip(day))}</title></rect>"
+                    f"<title>{day_tooltip(day)}</title></rect>"
                 )
-        index += len(run_days)
-    bad = [d for d in days if d.uptime is not None and day_class(d) != "d-ok"]
+        index += count
+        first += count
+    bad = [d for d, cls in zip(days, classes, strict=True) if cls not in ("d-ok", "d-none")]
     worst = min(bad, key=lambda d: d.uptime or 0.0, default=None)
     label = f"Uptime of {name}, one bar per day for {DAYS_SHOWN} days: "
-    if not any(d.uptime is not None for d in days):
+    if all(cls == "d-none" for cls in classes):
         label += "no data yet."
     elif worst is None:
         label += "every day fully up."
