@@ -31,7 +31,7 @@ from .cpus import cpu_count
 from .history import History
 from .logs import LogSettings
 from .probes.tls import TLSContexts, build_contexts
-from .recorder import ResultRecorder
+from .recorder import HISTORY_LIMIT, ResultRecorder
 from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
@@ -212,7 +212,9 @@ class Agent:
         config = self._config
         if config is None:  # not started yet
             return PageView(title="Status", now=time.time(), groups=())
-        return build_page(config, self._store.snapshot(), self._history.summaries(), time.time())
+        return build_page(
+            config, self._store.snapshot(), self._history.summaries(), time.time(), history_limit=HISTORY_LIMIT
+        )
 
     def placement(self) -> Placement:
         """This agent's vantage and shard, and how many endpoints it probes of those configured."""

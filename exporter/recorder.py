@@ -12,6 +12,12 @@ from .scheduler import SkipCause
 from .state import Transition
 from .store import ResultStore
 
+# The agent keeps its own history (for the status page) of at most this many endpoints, the first on
+# the page: about 16 KB each (bench/history_memory.py), so 100 cost some 1.6 MB. 5,000 would cost 80 MB
+# in a process that otherwise needs under 150 MB for them (bench/probe_throughput.py). Public status
+# pages rarely show more; beyond it, the page shows the others' current state alone.
+HISTORY_LIMIT = 100
+
 _HINTS = {
     SkipCause.LATE: "probes wait for a free slot: raise max_concurrent_probes or lengthen intervals",
     SkipCause.WORKER_DOWN: "the worker process probing this endpoint died and was restarted",
@@ -31,9 +37,12 @@ class ResultRecorder:
         log: Any,
         on_change: Callable[[Collection[str]], None] | None = None,
         history: History | None = None,
+        history_limit: int = HISTORY_LIMIT,
     ) -> None:
         self._store = store
         self._history = history
+        self._history_limit = history_limit
+        self._kept: frozenset[str] = frozenset()  # the endpoints whose history is kept
         self._log = log
         self._on_change = on_change
         self._urls: dict[str, str] = {}
@@ -43,7 +52,8 @@ class ResultRecorder:
         self._store.sync(endpoints)
         self._urls = {ep.name: ep.safe_url for ep in endpoints}
         if self._history is not None:
-            self._history.retain(self._urls)
+            self._kept = frozenset([ep.name for ep in endpoints if ep.status_page][: self._history_limit])
+            self._history.retain(self._kept)
 
     def result(self, result: ProbeResult) -> None:
         """Record one probe result."""
@@ -52,10 +62,10 @@ class ResultRecorder:
     def results(self, results: Iterable[ProbeResult]) -> None:
         """Record a batch of probe results, in order."""
         names: dict[str, None] = {}
-        history = self._history
+        history, kept = self._history, self._kept
         for result in results:
             transition = self._store.record(result)
-            if history is not None:
+            if history is not None and result.endpoint in kept:
                 history.record(result, transition)
             self._log_result(result, transition)
             names[result.endpoint] = None

@@ -7,6 +7,7 @@ from collections.abc import Collection
 import structlog
 
 from exporter.config import Endpoint
+from exporter.history import History
 from exporter.recorder import ResultRecorder
 from exporter.results import FailureReason, ProbeResult
 from exporter.scheduler import SkipCause
@@ -80,3 +81,18 @@ def test_a_failing_listener_does_not_stop_recording() -> None:
         recorder.result(result("a", True, 2.0))
     assert store.snapshot().endpoints[0].probes_success == 2
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["result listener failed"] * 2
+
+
+def test_the_history_is_kept_for_the_first_endpoints_on_the_page_up_to_its_limit() -> None:
+    history = History(clock=lambda: 100.0)
+    recorder = ResultRecorder(ResultStore(), LOG, history=history, history_limit=2)
+    endpoints = [
+        Endpoint.model_validate({"name": n, "url": "http://127.0.0.1/", "status_page": n != "hidden"})
+        for n in ("hidden", "a", "b", "c")
+    ]
+    recorder.sync(endpoints)
+    recorder.results([result(n, True, 50.0) for n in ("hidden", "a", "b", "c")])
+    assert set(history.names()) == {"a", "b"}  # not the one off the page, not the one over the limit
+    recorder.sync(endpoints[2:])  # a reload removes "a": "c" moves up into the limit
+    recorder.results([result("c", True, 60.0)])
+    assert set(history.names()) == {"b", "c"}

@@ -6,7 +6,6 @@ same records.)
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -61,7 +60,7 @@ def _endpoint(ep: Endpoint, snap: EndpointSnapshot | None, hist: EndpointHistory
         },
         days=tuple(_day(bar) for bar in hist.days),
         latency=tuple(LatencySlot(s.start, s.p50, s.p95) for s in hist.response_times),
-        response=statistics.median(medians) if medians else None,
+        response=sorted(medians)[len(medians) // 2] if medians else None,  # the upper median
         group=group,
         details=details,
     )
@@ -73,17 +72,20 @@ def build_page(
     histories: Mapping[str, EndpointHistory],
     now: float,
     history_note: str | None = None,
+    history_limit: int = 100,
 ) -> PageView:
     """The page's view: the endpoints the config puts on it, grouped, with their states and history."""
     page = config.status_page
     snaps = {s.endpoint.name: s for s in snapshot.endpoints}
     groups = []
     incidents: list[IncidentView] = []
+    without = 0
     for laid_out in page.arrange(config.probed):
         name = laid_out.name or ""
         views = []
         for ep in laid_out.endpoints:
             hist = histories.get(ep.name)
+            without += hist is None
             views.append(_endpoint(ep, snaps.get(ep.name), hist, name))
             if hist is not None:
                 incidents += [
@@ -111,6 +113,11 @@ def build_page(
         for a in page.announcements
         if a.shown_at(moment)
     )
+    if without and history_note is None and len(histories) >= history_limit:
+        history_note = (
+            f"History is kept for the first {history_limit:,} endpoints on this page only; "
+            f"{without:,} show their current state alone."
+        )
     return PageView(
         title=page.title,
         description=page.description or "",

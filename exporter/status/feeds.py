@@ -13,12 +13,14 @@ import json
 import math
 import re
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.state import State
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 from .page import percent
 from .view import EndpointView, IncidentView, PageView
@@ -182,6 +184,8 @@ def _xml_text(text: str) -> str:
 
 def atom_feed(page: PageView, base_url: str) -> bytes:
     """The Atom feed of incidents (/feed.atom), newest first; `base_url` is the page's absolute URL, ending in /."""
+    import xml.etree.ElementTree as ET
+
     atom = "http://www.w3.org/2005/Atom"
     ET.register_namespace("", atom)
     feed = ET.Element(f"{{{atom}}}feed")
