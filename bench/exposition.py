@@ -33,9 +33,9 @@ import psutil
 
 from exporter.collectors import probes
 from exporter.collectors.probes import ProbeExposition
+from exporter.compression import gzip_pieces
 from exporter.config import Endpoint
 from exporter.results import PHASES, ProbeResult
-from exporter.server import gzip_pieces
 from exporter.store import ResultStore
 
 

@@ -77,7 +77,7 @@ def main() -> None:
     page = html = ""
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        view = build_page(config, store.snapshot(), history.summaries(), now)
+        view = build_page(config, store.snapshot(), history.summaries(), now, history_limit=args.endpoints)
         t1 = time.perf_counter()
         html = render_page(view)
         t2 = time.perf_counter()
@@ -87,7 +87,7 @@ def main() -> None:
     raw = page.encode()
     zipped = gzip.compress(raw, 6)
     api = api_json(view).encode()
-    feed = atom_feed(view, "http://status.example/")
+    feed = atom_feed(view)
     print(f"# Status page: {args.endpoints} endpoints, {args.days} days of history")
     print()
     print(f"{results:,} results recorded in {fill:.1f} s (one every {args.every:g} s per endpoint).")

@@ -16,7 +16,7 @@ import ctypes
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,15 +24,9 @@ import uvicorn
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .compression import gzip_pieces
 from .logs import get_logger
 from .status.serve import Answer, StatusPages
-
-try:
-    # ISA-L's deflate: a gzip of the exposition text in a quarter of zlib's CPU time, for 3 % more bytes
-    # (bench/compression.py). Like zlib, it releases the GIL while it compresses.
-    from isal import isal_zlib as _deflate
-except ImportError:  # no isal wheel for this machine, so pyproject's marker leaves it out: the standard library's
-    import zlib as _deflate  # type: ignore[no-redef]
 
 ReloadFn = Callable[[], Awaitable[tuple[bool, str]]]
 Scope = MutableMapping[str, Any]
@@ -375,28 +369,20 @@ class MetricsServer:
         return _reply(self._pages.favicon(), scope)
 
     async def _feed(self, scope: Scope) -> Reply:
-        host = _header(scope, b"host") or "localhost"
-        return _reply(await self._pages.feed(f"{scope.get('scheme', 'http')}://{host}/"), scope)
+        return _reply(await self._pages.feed(), scope)
 
     async def _badge(self, scope: Scope) -> Reply:
         return _reply(await self._pages.badge(scope["path"]), scope)
 
 
 def _reply(answer: Answer, scope: Scope) -> Reply:
-    """A status-page answer as a reply, gzipped when the client takes it and it is worth it."""
-    if len(answer.body) > 1024 and "gzip" in _header(scope, b"accept-encoding"):
+    """A status-page answer as a reply: its gzipped body (made off the loop) when it has one and the client takes it."""
+    if answer.gzipped is None:
+        return Reply(answer.status, answer.content_type, (answer.body,), answer.headers)
+    if "gzip" in _header(scope, b"accept-encoding"):
         headers = (*answer.headers, ("content-encoding", "gzip"), ("vary", "accept-encoding"))
-        return Reply(answer.status, answer.content_type, (gzip_pieces((answer.body,)),), headers)
-    return Reply(answer.status, answer.content_type, (answer.body,), answer.headers)
-
-
-def gzip_pieces(pieces: Iterable[bytes]) -> bytes:
-    """One gzip stream of the pieces, compressed one after the other (never joined first)."""
-    # Level 1: the exposition text compresses about 16x even so, in both codecs. wbits 31: a gzip stream.
-    stream = _deflate.compressobj(1, _deflate.DEFLATED, 31)
-    out = [stream.compress(piece) for piece in pieces]
-    out.append(stream.flush())
-    return b"".join(out)
+        return Reply(answer.status, answer.content_type, (answer.gzipped,), headers)
+    return Reply(answer.status, answer.content_type, (answer.body,), (*answer.headers, ("vary", "accept-encoding")))
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 
 from exporter.app import Agent, ConfigSource, auto_workers, parse_listen
+from exporter.compression import gzip_pieces
 from exporter.config import Endpoint
-from exporter.server import gzip_pieces
 from exporter.sharding import rendezvous_bucket
 
 LOG = structlog.get_logger()
@@ -245,7 +245,7 @@ def test_gzip_of_pieces_falls_back_to_zlib_without_isal() -> None:
     code = (
         "import gzip, sys\n"
         "sys.modules['isal'] = None  # as if not installed\n"
-        "from exporter import server\n"
+        "from exporter import compression as server\n"
         "assert server._deflate.__name__ == 'zlib', server._deflate\n"
         "assert gzip.decompress(server.gzip_pieces([b'a 1\\n', b'b 2\\n'])) == b'a 1\\nb 2\\n'\n"
     )

@@ -288,7 +288,7 @@ def test_api_is_as_public_as_the_page() -> None:
 
 def test_atom_feed_is_well_formed_and_lists_incidents_newest_first() -> None:
     hostile = IncidentView("bad\x07name<&>", NOW - 60, None, "timeout")
-    body = atom_feed(page(incidents=[hostile, *page().incidents]), "http://status.example/")
+    body = atom_feed(page(incidents=[hostile, *page().incidents]))
     root = ET.fromstring(body)
     ns = {"a": "http://www.w3.org/2005/Atom"}
     titles = [e.findtext("a:title", namespaces=ns) for e in root.findall("a:entry", ns)]

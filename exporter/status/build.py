@@ -71,10 +71,15 @@ def build_page(
     snapshot: StoreSnapshot,
     histories: Mapping[str, EndpointHistory],
     now: float,
+    *,
+    history_limit: int,
     history_note: str | None = None,
-    history_limit: int = 100,
 ) -> PageView:
-    """The page's view: the endpoints the config puts on it, grouped, with their states and history."""
+    """The page's view: the endpoints the config puts on it, grouped, with their states and history.
+
+    `histories` covers at most `history_limit` endpoints (the recorder's HISTORY_LIMIT); when it is
+    full and some endpoints have none, the page says so.
+    """
     page = config.status_page
     snaps = {s.endpoint.name: s for s in snapshot.endpoints}
     groups = []

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from exporter.state import State
 
@@ -182,8 +183,12 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
-def atom_feed(page: PageView, base_url: str) -> bytes:
-    """The Atom feed of incidents (/feed.atom), newest first; `base_url` is the page's absolute URL, ending in /."""
+def atom_feed(page: PageView) -> bytes:
+    """The Atom feed of incidents (/feed.atom), newest first.
+
+    Its ids are URNs and its links relative (resolved against wherever the feed was fetched), so
+    nothing in it comes from the request: a Host header can neither appear in it nor vary it.
+    """
     import xml.etree.ElementTree as ET
 
     atom = "http://www.w3.org/2005/Atom"
@@ -196,23 +201,23 @@ def atom_feed(page: PageView, base_url: str) -> bytes:
             el.text = _xml_text(text)
         return el
 
-    sub(feed, "id", base_url + "feed.atom")
+    sub(feed, "id", "urn:upwatch:incidents")
     sub(feed, "title", f"{page.title}: incidents")
     latest = max((inc.end or inc.start for inc in page.incidents), default=page.now)
     sub(feed, "updated", _iso(latest))
-    sub(feed, "link", rel="self", href=base_url + "feed.atom")
-    sub(feed, "link", rel="alternate", type="text/html", href=base_url)
+    sub(feed, "link", rel="self", href="/feed.atom")
+    sub(feed, "link", rel="alternate", type="text/html", href="/")
     author = sub(feed, "author")
     sub(author, "name", page.title)
     for inc in page.incidents:
         entry = sub(feed, "entry")
-        sub(entry, "id", f"{base_url}#incident-{_xml_text(inc.endpoint)}-{inc.start:.0f}")
+        sub(entry, "id", f"urn:upwatch:incident:{quote(_xml_text(inc.endpoint), safe='')}:{inc.start * 1000:.0f}")
         where = f" from {inc.vantage}" if inc.vantage else ""
         title = f"{inc.endpoint} is down{where}" if inc.end is None else f"{inc.endpoint} was down{where} (resolved)"
         sub(entry, "title", title)
         sub(entry, "published", _iso(inc.start))
         sub(entry, "updated", _iso(inc.end or inc.start))
-        sub(entry, "link", rel="alternate", type="text/html", href=base_url)
+        sub(entry, "link", rel="alternate", type="text/html", href="/")
         start, end = _iso(inc.start), _iso(inc.end)
         summary = f"Down since {start}" if inc.end is None else f"Down from {start} to {end}"
         summary += f" ({round(inc.duration(page.now))} s)"

@@ -13,11 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from exporter.compression import gzip_pieces
+
 from .feeds import BADGE_KINDS, api_json, atom_feed, badge, badge_json, badge_svg
 from .page import CONTENT_SECURITY_POLICY, FAVICON_SVG, render_page
 from .view import PageView
 
 REFRESH_SECONDS = 5.0
+# Bodies at least this long are also kept gzipped (below it gzip saves too little to be worth it).
+GZIP_FROM_BYTES = 1024
 
 # Every answer of the page's family: no sniffing, no framing, no referrer; the HTML also its CSP.
 COMMON_HEADERS: tuple[tuple[str, str], ...] = (
@@ -34,19 +38,25 @@ PAGE_HEADERS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What the HTTP server sends: status, content type, body and headers."""
+    """What the HTTP server sends: status, content type, body and headers, and the body gzipped if worth it."""
 
     status: int
     content_type: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = COMMON_HEADERS
+    gzipped: bytes | None = None  # made with the body, off the event loop; None for small bodies
 
 
 @dataclass(slots=True)
 class _Built:
     view: PageView
     at: float
-    forms: dict[str, bytes] = field(default_factory=dict)
+    forms: dict[str, tuple[bytes, bytes | None]] = field(default_factory=dict)  # name -> body, gzipped
+
+
+def _rendered(render: Callable[[PageView], bytes], view: PageView) -> tuple[bytes, bytes | None]:
+    body = render(view)
+    return body, gzip_pieces((body,)) if len(body) > GZIP_FROM_BYTES else None
 
 
 class StatusPages:
@@ -78,18 +88,19 @@ class StatusPages:
             return new
         return await asyncio.shield(self._building)
 
-    async def _form(self, name: str, render: Callable[[PageView], bytes]) -> bytes:
+    async def _form(self, name: str, render: Callable[[PageView], bytes]) -> tuple[bytes, bytes | None]:
+        """A rendering of the current view, and its gzip, both made once per view in a helper thread."""
         built = await self._current()
-        body = built.forms.get(name)
-        if body is None:
-            body = await asyncio.get_running_loop().run_in_executor(None, render, built.view)
-            built.forms[name] = body
-        return body
+        form = built.forms.get(name)
+        if form is None:
+            form = await asyncio.get_running_loop().run_in_executor(None, _rendered, render, built.view)
+            built.forms[name] = form
+        return form
 
     async def page(self) -> Answer:
         """The status page."""
-        body = await self._form("html", lambda view: render_page(view).encode())
-        return Answer(200, "text/html; charset=utf-8", body, PAGE_HEADERS)
+        body, gzipped = await self._form("html", lambda view: render_page(view).encode())
+        return Answer(200, "text/html; charset=utf-8", body, PAGE_HEADERS, gzipped)
 
     def favicon(self) -> Answer:
         """The page's icon."""
@@ -97,13 +108,13 @@ class StatusPages:
 
     async def api(self) -> Answer:
         """The JSON API of the page's figures."""
-        body = await self._form("api", lambda view: api_json(view).encode())
-        return Answer(200, "application/json", body)
+        body, gzipped = await self._form("api", lambda view: api_json(view).encode())
+        return Answer(200, "application/json", body, gzipped=gzipped)
 
-    async def feed(self, base_url: str) -> Answer:
-        """The Atom feed of incidents; `base_url` is the page's absolute URL (from the request)."""
-        body = await self._form(f"feed {base_url}", lambda view: atom_feed(view, base_url))
-        return Answer(200, "application/atom+xml; charset=utf-8", body)
+    async def feed(self) -> Answer:
+        """The Atom feed of incidents."""
+        body, gzipped = await self._form("feed", atom_feed)
+        return Answer(200, "application/atom+xml; charset=utf-8", body, gzipped=gzipped)
 
     async def badge(self, path: str) -> Answer:
         """`/badge/<endpoint>/<kind>.svg` or `.json`; `path` is the decoded request path (ASGI's `path`)."""
