@@ -54,7 +54,8 @@ Response times (``EndpointHistory.response_times``)
 
 Incidents (``EndpointHistory.incidents``)
   Oldest first: start, end (None while open), duration (up to ``now`` while open), and the
-  ``reason`` and ``message`` of the failed probe whose result caused the transition into ``down``.
+  ``reason`` and ``message`` of the failed probe whose result caused the transition into ``down``,
+  a message longer than ``MAX_MESSAGE`` characters cut to its first ``MAX_MESSAGE - 1`` and "…".
   The oldest are dropped first beyond ``MAX_INCIDENTS``.
 
 Compared with the recording rules ``endpoint:upwatch_endpoint_uptime:ratio1h/1d/7d/30d``
@@ -112,6 +113,7 @@ MINUTES_KEPT = 24 * 60
 SLOTS_KEPT = 24 * 4
 DAYS_KEPT = 90
 MAX_INCIDENTS = 100
+MAX_MESSAGE = 200  # characters of an incident's message kept, the last of a longer one an ellipsis
 
 # Columns of the minute and day rings.
 _PROBES, _FAILURES, _DOWN_MS = 0, 1, 2
@@ -298,6 +300,8 @@ class _Incidents:
         self.starts.append(at)
         self.ends.append(math.nan)
         self.reasons.append(_REASON_CODES[reason])
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 1] + "…"
         # Keep one copy of a message the endpoint failed with before: most incidents repeat one.
         self.messages.append(next((m for m in reversed(self.messages) if m == message), message))
 

@@ -7,6 +7,7 @@ import pytest
 from exporter.history import (
     DAYS_KEPT,
     MAX_INCIDENTS,
+    MAX_MESSAGE,
     SLOTS_KEPT,
     EndpointHistory,
     History,
@@ -203,6 +204,18 @@ def test_incident_keeps_the_reason_and_message_of_the_failure_that_opened_it(his
     assert (first.start, first.reason, first.message) == (MIDNIGHT, FailureReason.CONNECT, "second")
     assert (second.start, second.message) == (MIDNIGHT + 120, "second")
     assert second.message is first.message  # kept once
+
+
+def test_long_messages_are_cut(history: History) -> None:
+    ep = Endpoint(history)
+    long = "x" * (MAX_MESSAGE - 1) + "yz"
+    for i, message in enumerate([long, "x" * MAX_MESSAGE, "".join(["x" * (MAX_MESSAGE - 1), "yz"])]):
+        ep.probe(MIDNIGHT + 60 * i, False, message=message)
+        ep.probe(MIDNIGHT + 60 * i + 30, True)
+    first, second, third = (i.message for i in history.summary("api").incidents)
+    assert first == "x" * (MAX_MESSAGE - 1) + "…"
+    assert second == "x" * MAX_MESSAGE  # at the bound: kept whole
+    assert third is first  # the cut text is kept once too
 
 
 def test_known_seconds_start_at_the_first_probe(history: History, clock: Clock) -> None:
