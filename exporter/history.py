@@ -100,6 +100,7 @@ Costs (bench/history_memory.py measures them)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import threading
@@ -110,6 +111,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, repeat
 from operator import sub
+from typing import Any, TypeVar
 
 from exporter.results import FailureReason, ProbeResult
 from exporter.state import State, Transition
@@ -497,6 +499,35 @@ class _Moment:
         self.plain_days: dict[tuple[float, int, int, int], DayBar] = {}
 
 
+_R = TypeVar("_R")
+
+
+def _constructor(record: type[_R]) -> Callable[..., _R]:
+    """A constructor of the frozen, slotted dataclass `record` (positional arguments only), 3 times as fast as its own.
+
+    A summary of 500 endpoints builds some 65,000 records, and a frozen dataclass's ``__init__``
+    sets each field through ``object.__setattr__`` (0.9 us for a DayBar here, against 0.3 us for
+    this). This builds a mutable twin with the same slots, hence the same layout, and makes it an
+    instance of `record`: the object the constructor would have built, frozen from then on.
+    """
+    names = [field.name for field in dataclasses.fields(record)]  # type: ignore[arg-type]
+    twin: Any = dataclass(slots=True)(type(record.__name__, (), {"__annotations__": dict.fromkeys(names, "object")}))
+
+    def construct(*values: object) -> Any:
+        made = twin(*values)
+        made.__class__ = record
+        return made
+
+    return construct
+
+
+_incident = _constructor(Incident)
+_day_bar = _constructor(DayBar)
+_response_slot = _constructor(ResponseSlot)
+_window_record = _constructor(Window)
+_endpoint_history = _constructor(EndpointHistory)
+
+
 def _summarize(name: str, entry: _Entry, moment: _Moment, bounds: tuple[float, ...]) -> EndpointHistory:
     """Compute the figures of one endpoint from a private copy of its data."""
     now, first_day, first_slot, known_since = moment.now, moment.first_day, moment.first_slot, entry.known_since
@@ -520,7 +551,7 @@ def _summarize(name: str, entry: _Entry, moment: _Moment, bounds: tuple[float, .
         down_ms = downtime.overlap(start_ms, moment.now_ms)[2] + sum(dropped)
         return _window(start_ms / 1000, sum(probes), sum(failures), down_ms, now, known_since)
 
-    return EndpointHistory(
+    return _endpoint_history(
         name,
         now,
         window(first_slot * _SLOT_MS, slot_probes, slot_failures, slots_dropped),
@@ -585,13 +616,13 @@ def _shown(incidents: _Incidents | None, moment: _Moment) -> tuple[list[Incident
     messages = [incidents.texts[i] for i in texts]
     closed = len(ends) - 1 if incidents.is_open else len(ends)
     shown = [
-        Incident(a / 1000, b / 1000, (b - a) / 1000, _REASONS[code], message)
+        _incident(a / 1000, b / 1000, (b - a) / 1000, _REASONS[code], message)
         for a, b, code, message in zip(starts[:closed], ends[:closed], codes[:closed], messages[:closed], strict=True)
     ]
     if closed < len(ends):
         start = starts[-1]
         duration = (now_ms - start) / 1000 if now_ms > start else 0.0
-        shown.append(Incident(start / 1000, None, duration, _REASONS[codes[-1]], messages[-1]))
+        shown.append(_incident(start / 1000, None, duration, _REASONS[codes[-1]], messages[-1]))
     if ends and ends[-1] > now_ms:  # an open incident; or a clock behind the results: cut at now, not before the start
         ends = [b if b <= now_ms else now_ms if now_ms > a else a for a, b in zip(starts, ends, strict=True)]
     return shown, _Downtime(starts, ends)
@@ -618,11 +649,11 @@ def _day_bars(
         down_ms += ms
         end = start + DAY if start + DAY < now else now
         uptime = _uptime(down_ms, end - (start if start > known_since else known_since)) if probes else None
-        bars[i] = DayBar(start, probes, failures, down_ms / 1000, uptime, tuple(incidents[lo:hi]))
+        bars[i] = _day_bar(start, probes, failures, down_ms / 1000, uptime, tuple(incidents[lo:hi]))
     for i in [i for i, bar in enumerate(bars) if bar is None]:  # plain: whole, after known_since or without probes
         start, probes, failures, down_ms = keys[i]
         uptime = _uptime(down_ms, DAY) if probes else None
-        bars[i] = moment.plain_days[keys[i]] = DayBar(start, probes, failures, down_ms / 1000, uptime, ())
+        bars[i] = moment.plain_days[keys[i]] = _day_bar(start, probes, failures, down_ms / 1000, uptime, ())
     return tuple(bars)  # type: ignore[arg-type]  # every None was replaced
 
 
@@ -630,7 +661,7 @@ def _response_times(moment: _Moment, probes: list[int], p50s: list[int], p95s: l
     """The response-time series, from the probes and encoded quantiles of each slot shown."""
     return tuple(
         [
-            ResponseSlot(empty.start, n, (p50 - 1) / 1e6 if p50 else None, (p95 - 1) / 1e6 if p95 else None)
+            _response_slot(empty.start, n, (p50 - 1) / 1e6 if p50 else None, (p95 - 1) / 1e6 if p95 else None)
             if n
             else empty
             for empty, n, p50, p95 in zip(moment.empty_slots, probes, p50s, p95s, strict=True)
@@ -642,7 +673,7 @@ def _window(start: float, probes: int, failures: int, down_ms: int, now: float, 
     known = now - (start if start > known_since else known_since)
     if known < 0:
         known = 0.0
-    return Window(start, known, down_ms / 1000, probes, failures, _uptime(down_ms, known))
+    return _window_record(start, known, down_ms / 1000, probes, failures, _uptime(down_ms, known))
 
 
 def _uptime(down_ms: int, known: float) -> float | None:

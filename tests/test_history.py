@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from exporter.history import (
@@ -9,9 +11,12 @@ from exporter.history import (
     MAX_INCIDENTS,
     MAX_MESSAGE,
     SLOTS_KEPT,
+    DayBar,
     EndpointHistory,
     History,
     Incident,
+    ResponseSlot,
+    Window,
     histogram_quantile,
 )
 from exporter.results import FailureReason, ProbeResult
@@ -500,6 +505,26 @@ def test_endpoints_alike_share_plain_days_only(history: History, clock: Clock) -
     ]
     assert sa.days[-4] == sb.days[-4]  # day -3: the same figures
     assert history.summary("a") == sa
+
+
+def test_summaries_are_frozen_records(history: History, clock: Clock) -> None:
+    Endpoint(history).outage(MIDNIGHT, MIDNIGHT + 60)
+    clock.now = MIDNIGHT + 120
+    summary = history.summary("api")
+    day, slot, incident, window = summary.days[-1], summary.response_times[-1], summary.incidents[0], summary.last_24h
+    assert (type(summary), type(day), type(slot), type(incident), type(window)) == (
+        EndpointHistory,
+        DayBar,
+        ResponseSlot,
+        Incident,
+        Window,
+    )
+    same = DayBar(day.start, day.probes, day.failures, day.down_seconds, day.uptime, day.incidents)
+    assert (day, hash(day)) == (same, hash(same))
+    assert incident == Incident(MIDNIGHT, MIDNIGHT + 60, 60, FailureReason.CONNECT, "connection refused")
+    for record, field in ((summary, "at"), (day, "probes"), (slot, "p50"), (incident, "end"), (window, "uptime")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, field, None)
 
 
 def test_incidents_stay_in_order_when_the_clock_steps_back(history: History, clock: Clock) -> None:
