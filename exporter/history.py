@@ -93,8 +93,8 @@ Costs (bench/history_memory.py measures them)
   clears the rows it skips (at most its length), and closing a slot computes its two quantiles.
   ``summary`` copies one endpoint's arrays under the lock (some 2 KB) and computes outside it: the
   down milliseconds of any interval come from the incidents' ends by bisection and running sums.
-  Memory per endpoint: 1,564 B of counts (one array of uint32: 720 for the days, 768 for the
-  slots, 76 for the latest slot's histogram), 18 B per incident (two int64, two bytes) and each
+  Memory per endpoint: 1,568 B of counts (one array of uint32: 720 for the days, 768 for the
+  slots, 80 for the latest slot and its histogram), 18 B per incident (two int64, two bytes) and each
   distinct message once, plus the arrays' and objects' headers.
 """
 
@@ -243,10 +243,13 @@ def _zero(cells: array[int], start: int, rows: int, width: int) -> None:
 
 # The counting cells of an endpoint, one array of uint32: per day probes and failures; per slot
 # probes, failures and the p50 and p95 in microseconds plus one (0 for none), set when the slot
-# closes; then the bucket counts of the latest slot's durations, from which its quantiles come.
+# closes; the latest slot with a probe, the head of both rings (a day is whole slots); then the
+# bucket counts of the latest slot's durations, from which its quantiles come.
 _DAYS = _Ring(base=0, width=2, size=DAYS_KEPT, period=DAY)
 _SLOTS = _Ring(base=DAYS_KEPT * 2, width=4, size=SLOTS_KEPT, period=SLOT)
-_HISTOGRAM = DAYS_KEPT * 2 + SLOTS_KEPT * 4
+_SLOTS_PER_DAY = DAY // SLOT
+_HEAD = DAYS_KEPT * 2 + SLOTS_KEPT * 4
+_HISTOGRAM = _HEAD + 1
 _PROBES, _FAILURES, _P50, _P95 = 0, 1, 2, 3
 # Milliseconds down of the incidents the bound dropped, per day and per slot: allocated when it first drops one.
 _DAYS_DROPPED = _Ring(base=0, width=1, size=DAYS_KEPT, period=DAY)
@@ -258,16 +261,17 @@ class _Incidents:
 
     __slots__ = ("codes", "dropped", "texts", "times")
 
+    # The arrays grow by concatenation, which allocates them to the size (append leaves room).
     def __init__(self) -> None:
         self.times = array("q")  # start and end of each, an open one's end _OPEN
         self.codes = array("B")  # reason and message of each: indices into _REASONS and texts
-        self.texts: list[str] = []  # the messages, each once: most incidents of an endpoint repeat one
+        self.texts: tuple[str, ...] = ()  # the messages, each once: most incidents of an endpoint repeat one
         self.dropped: array[int] | None = None  # see _DAYS_DROPPED
 
     def copy(self) -> _Incidents:
         """An independent copy."""
         copy = _Incidents.__new__(_Incidents)
-        copy.times, copy.codes, copy.texts = self.times[:], self.codes[:], self.texts[:]
+        copy.times, copy.codes, copy.texts = self.times[:], self.codes[:], self.texts
         copy.dropped = None if self.dropped is None else self.dropped[:]
         return copy
 
@@ -286,12 +290,12 @@ class _Incidents:
             dropped = list(zip(self.times[: 2 * count : 2], self.times[1 : 2 * count : 2], strict=True))
             self._drop(count)
         # One at a time, in order, even if a clock stepped back: the summaries rely on it.
-        self.times.extend((max(at_ms, ends[-1]) if ends else at_ms, _OPEN))
+        self.times = self.times + array("q", (max(at_ms, ends[-1]) if ends else at_ms, _OPEN))
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 1] + "\u2026"
         if message not in self.texts:
-            self.texts.append(message)
-        self.codes.extend((_REASON_CODES[reason], self.texts.index(message)))
+            self.texts = (*self.texts, message)
+        self.codes = self.codes + array("B", (_REASON_CODES[reason], self.texts.index(message)))
         return dropped
 
     def close(self, at_ms: int) -> None:
@@ -302,10 +306,10 @@ class _Incidents:
         # Ends never decrease, so the ones to drop lead the arrays.
         if count <= 0:
             return
-        del self.times[: 2 * count], self.codes[: 2 * count]
+        self.times, self.codes = self.times[2 * count :], self.codes[2 * count :]
         used = sorted(set(self.codes[1::2]))
         if len(used) < len(self.texts):  # forget the messages of none kept; at most MAX_INCIDENTS remain
-            self.texts = [self.texts[i] for i in used]
+            self.texts = tuple(self.texts[i] for i in used)
             renumbered = {old: new for new, old in enumerate(used)}
             self.codes[1::2] = array("B", [renumbered[i] for i in self.codes[1::2]])
 
@@ -313,34 +317,35 @@ class _Incidents:
 class _Entry:
     """What is kept about one endpoint; only touched with the history's lock held, or as a private copy."""
 
-    __slots__ = ("cells", "incidents", "known_since", "latest")
+    __slots__ = ("cells", "incidents", "known_since")
 
     def __init__(self, t: float, buckets: int) -> None:
         self.cells = array("I", [0]) * (_HISTOGRAM + buckets)  # allocated to the size, unlike array("I", bytes(n))
-        self.latest = t  # start of the latest result: the rings' heads are its day and slot
+        self.cells[_HEAD] = int(t // SLOT)
         self.known_since = t
         self.incidents: _Incidents | None = None
 
     def copy(self) -> _Entry:
         """An independent copy, to compute from outside the lock."""
         entry = _Entry.__new__(_Entry)
-        entry.cells, entry.latest, entry.known_since = self.cells[:], self.latest, self.known_since
+        entry.cells, entry.known_since = self.cells[:], self.known_since
         entry.incidents = None if self.incidents is None else self.incidents.copy()
         return entry
 
     def count(self, t: float, bucket: int, failed: int, bounds: Sequence[float]) -> None:
         """Count one probe started at `t`, its duration in `bucket`, failed (1) or not (0)."""
-        if t > self.latest:
-            self._move_on(t, bounds)
+        cells = self.cells
+        slot, head = int(t // SLOT), cells[_HEAD]
+        if slot > head:
+            self._move_on(head, slot, bounds)
+            head = slot
         elif t < self.known_since:
             self.known_since = t
-        cells = self.cells
-        day = int(t // DAY)
-        if day > int(self.latest // DAY) - DAYS_KEPT:
+        day = slot // _SLOTS_PER_DAY
+        if day > head // _SLOTS_PER_DAY - DAYS_KEPT:
             row = _DAYS.offset(day)
             cells[row + _PROBES] += 1
             cells[row + _FAILURES] += failed
-        slot, head = int(t // SLOT), int(self.latest // SLOT)
         if slot > head - SLOTS_KEPT:
             row = _SLOTS.offset(slot)
             cells[row + _PROBES] += 1
@@ -348,23 +353,21 @@ class _Entry:
             if slot == head:  # a late result of a closed slot is left out of its quantiles
                 cells[_HISTOGRAM + bucket] += 1
 
-    def _move_on(self, t: float, bounds: Sequence[float]) -> None:
-        """Make `t` the latest start: close the latest slot and clear the rows of the periods skipped."""
+    def _move_on(self, old: int, new: int, bounds: Sequence[float]) -> None:
+        """Make slot `new` the latest: close slot `old` and clear the rows of the periods skipped."""
         cells, dropped = self.cells, self.incidents.dropped if self.incidents is not None else None
-        old, new = int(self.latest // DAY), int(t // DAY)
-        if new > old:
-            _DAYS.clear(cells, old + 1, new)
+        old_day, new_day = old // _SLOTS_PER_DAY, new // _SLOTS_PER_DAY
+        if new_day > old_day:
+            _DAYS.clear(cells, old_day + 1, new_day)
             if dropped is not None:
-                _DAYS_DROPPED.clear(dropped, old + 1, new)
-        old, new = int(self.latest // SLOT), int(t // SLOT)
-        if new > old:
-            row = _SLOTS.offset(old)
-            cells[row + _P50], cells[row + _P95] = _quantiles(cells[_HISTOGRAM:], bounds)
-            _zero(cells, _HISTOGRAM, 1, len(cells) - _HISTOGRAM)
-            _SLOTS.clear(cells, old + 1, new)
-            if dropped is not None:
-                _SLOTS_DROPPED.clear(dropped, old + 1, new)
-        self.latest = t
+                _DAYS_DROPPED.clear(dropped, old_day + 1, new_day)
+        row = _SLOTS.offset(old)
+        cells[row + _P50], cells[row + _P95] = _quantiles(cells[_HISTOGRAM:], bounds)
+        _zero(cells, _HISTOGRAM, 1, len(cells) - _HISTOGRAM)
+        _SLOTS.clear(cells, old + 1, new)
+        if dropped is not None:
+            _SLOTS_DROPPED.clear(dropped, old + 1, new)
+        cells[_HEAD] = new
 
     def transition(self, result: ProbeResult, transition: Transition) -> None:
         """Open or close an incident on a transition into or out of down."""
@@ -389,7 +392,7 @@ class _Entry:
             incidents.dropped = array("I", [0]) * (DAYS_KEPT + SLOTS_KEPT)
         for ring in (_DAYS_DROPPED, _SLOTS_DROPPED):
             period = ring.period * 1000
-            head = int(self.latest // ring.period)
+            head = self.cells[_HEAD] * SLOT // ring.period
             for n in range(max(a // period, head - ring.size + 1), min((b - 1) // period, head) + 1):
                 incidents.dropped[ring.offset(n)] += min(b, (n + 1) * period) - max(a, n * period)
 
@@ -531,7 +534,8 @@ _endpoint_history = _constructor(EndpointHistory)
 def _summarize(name: str, entry: _Entry, moment: _Moment, bounds: tuple[float, ...]) -> EndpointHistory:
     """Compute the figures of one endpoint from a private copy of its data."""
     now, first_day, first_slot, known_since = moment.now, moment.first_day, moment.first_slot, entry.known_since
-    day_head, slot_head = int(entry.latest // DAY), int(entry.latest // SLOT)
+    slot_head = entry.cells[_HEAD]
+    day_head = slot_head // _SLOTS_PER_DAY
     incidents, downtime = _shown(entry.incidents, moment)
     if entry.incidents is not None and entry.incidents.dropped is not None:
         days_dropped = _DAYS_DROPPED.rows(entry.incidents.dropped, first_day, day_head)
