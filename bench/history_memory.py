@@ -18,13 +18,13 @@ message string of its own, its text one of a few, as the prober's are ("connecti
     and with all of them distinct.
 
 Run it from the repository's root with the checkout first on the path (PYTHONPATH=.). At the
-defaults (500 endpoints, 90 days) it takes some 3 minutes, two of them in the second fill under
+defaults (500 endpoints, 90 days) it takes some 8 minutes, 6 of them in the second fill under
 tracemalloc (`--no-tracemalloc` skips it):
 
     PYTHONPATH=. .venv/bin/python bench/history_memory.py --endpoints 500 --days 90
 
 What an endpoint keeps does not depend on how often it is probed, only on its incidents, so 5,000
-endpoints fill in some 3 minutes with fewer probes and the same outages:
+endpoints fill in some 4 minutes with fewer probes and the same outages:
 
     PYTHONPATH=. .venv/bin/python bench/history_memory.py --endpoints 5000 --interval 3600 \
         --recent-interval 60 --no-tracemalloc
