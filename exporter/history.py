@@ -89,13 +89,21 @@ figures should match:
   6. There is no 90-day rule. This history lives in memory: it starts empty when the agent starts.
 
 Costs (bench/history_memory.py measures them)
-  ``record`` is O(1): a lock, a row of each ring, a few increments; a ring moving to a later period
-  clears the rows it skips (at most its length), and closing a slot computes its two quantiles.
-  ``summary`` copies one endpoint's arrays under the lock (some 2 KB) and computes outside it: the
-  down milliseconds of any interval come from the incidents' ends by bisection and running sums.
+  ``record`` is O(1): a lock, a row of each ring, a few increments (2 to 6 us); a ring moving to a
+  later period clears the rows it skips (at most its length), and closing a slot computes its two
+  quantiles. ``summary`` copies one endpoint's arrays under the lock (some 2 KB) and computes
+  outside it: the down milliseconds of any interval come from the incidents' ends by bisection and
+  running sums. It builds a record per incident, per day bar an incident overlaps (those of plain
+  days are shared by the endpoints alike in one ``summaries``), per response slot and per window:
+  most of its time goes there and to the bars of days with incidents. ``summaries`` of 500
+  endpoints with 90 days of probes took 118 to 129 ms with some 43 incidents each, 55 to 62 ms
+  with some 4.
   Memory per endpoint: 1,568 B of counts (one array of uint32: 720 for the days, 768 for the
-  slots, 80 for the latest slot and its histogram), 18 B per incident (two int64, two bytes) and each
-  distinct message once, plus the arrays' and objects' headers.
+  slots, 80 for the latest slot and its histogram) and 18 B per incident (two int64, two bytes),
+  each distinct message once, plus headers: tracemalloc counts 1,736 B for an endpoint without
+  incidents, 3,972 B with the full 100 sharing one message. With some 43 incidents each, RSS grew
+  by 1.15 MiB for 500 endpoints (tracemalloc: 3,185 B each, the benchmark's names of endpoints
+  included) and by 14.98 MiB for 5,000 (3,142 B each).
 """
 
 from __future__ import annotations
