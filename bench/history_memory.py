@@ -2,8 +2,8 @@
 
 Fills a History with synthetic results of N endpoints over D days, through its public API on an
 injected clock, with the transitions of a real EndpointState per endpoint: a probe every
-`--interval` seconds, every `--recent-interval` seconds in the last 24 hours (where the minute
-rings look at them), and outages at random, `--incidents-per-day` per endpoint on average, each
+`--interval` seconds, every `--recent-interval` seconds in the last 24 hours (where the 30-minute
+slots look at them), and outages at random, `--incidents-per-day` per endpoint on average, each
 1 to 30 minutes longer than the three failed probes that confirm it. Each failed probe has a
 message string of its own, its text one of a few, as the prober's are ("connection refused",
 "connect timed out", ...). Then prints:
@@ -11,21 +11,30 @@ message string of its own, its text one of a few, as the prober's are ("connecti
   - resident memory growth (RSS) over the fill and tracemalloc's count of the bytes it left
     allocated (a second fill into a fresh History, with tracemalloc on);
   - the cost of `record` alone, per result, at either interval, and the time of the whole fill;
-  - the time of `summaries()` for every endpoint, and of one `summary()`;
-  - an upper bound: one endpoint with the full incident history, times N, with one message and
-    with all of them distinct.
+  - the time of `summaries()` for every endpoint (wall and CPU; the machine's load average with
+    it, as other work on the machine slows it down), and of one `summary()`;
+  - tracemalloc's bytes for one endpoint without incidents (what every endpoint costs at least)
+    and the upper bound: one endpoint with the full incident history, times N, with one message
+    and with all of them distinct.
 
 Run it from the repository's root with the checkout first on the path (PYTHONPATH=.). At the
-defaults it takes some 8 minutes, most of them in the second fill under tracemalloc
-(`--no-tracemalloc` skips it):
+defaults (500 endpoints, 90 days) it takes some 8 minutes, 6 of them in the second fill under
+tracemalloc (`--no-tracemalloc` skips it):
 
     PYTHONPATH=. .venv/bin/python bench/history_memory.py --endpoints 500 --days 90
+
+What an endpoint keeps does not depend on how often it is probed, only on its incidents, so 5,000
+endpoints fill in some 4 minutes with fewer probes and the same outages:
+
+    PYTHONPATH=. .venv/bin/python bench/history_memory.py --endpoints 5000 --interval 3600 \
+        --recent-interval 60 --no-tracemalloc
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import time
@@ -133,6 +142,23 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def _quiet_endpoint_bytes() -> int:
+    """tracemalloc's bytes for one endpoint probed for 90 days without incidents: what any endpoint costs."""
+    history = History(clock=Clock())
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for i in range(90 * 96):
+        result = ProbeResult(
+            endpoint="quiet", success=True, started_at=START + i * 900.0, duration_seconds=0.1, phases=_PHASES
+        )
+        history.record(result, None)
+        del result
+    gc.collect()
+    size = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    return size
+
+
 def _worst_endpoint_bytes(distinct: bool) -> int:
     """tracemalloc's bytes for one endpoint holding MAX_INCIDENTS incidents, with one message or distinct ones."""
     history = History(clock=Clock())
@@ -186,11 +212,14 @@ def main() -> None:
     grown = rss_after - rss_before
     print(f"  RSS growth: {grown / 2**20:.2f} MiB ({grown / args.endpoints:,.0f} B per endpoint)")
 
-    runs = []
+    runs, cpu = [], []
     for _ in range(5):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         summaries = history.summaries()
         runs.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - began_cpu)
+        del summaries
+    summaries = history.summaries()
     assert len(summaries) == args.endpoints
     one = []
     for _ in range(50):
@@ -199,7 +228,8 @@ def main() -> None:
         one.append(time.perf_counter() - began)
     print(
         f"summaries(): {statistics.median(runs) * 1e3:.0f} ms for {args.endpoints} endpoints"
-        f" (median of 5, min {min(runs) * 1e3:.0f} ms)"
+        f" (median of 5, min {min(runs) * 1e3:.0f} ms; CPU {statistics.median(cpu) * 1e3:.0f} ms;"
+        f" load average {os.getloadavg()[0]:.2f})"
     )
     print(f"summary(): {statistics.median(one) * 1e3:.2f} ms for one endpoint (median of 50)")
     del summaries, history
@@ -218,6 +248,7 @@ def main() -> None:
         print(f"tracemalloc: {traced / 2**20:.2f} MiB left allocated by the fill ({each:,.0f} B per endpoint)")
         del history
 
+    print(f"one endpoint without incidents: {_quiet_endpoint_bytes():,} B (tracemalloc)")
     for distinct in (False, True):
         worst = _worst_endpoint_bytes(distinct)
         print(

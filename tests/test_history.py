@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from exporter.history import (
     DAYS_KEPT,
     MAX_INCIDENTS,
+    MAX_MESSAGE,
     SLOTS_KEPT,
+    DayBar,
     EndpointHistory,
     History,
     Incident,
+    ResponseSlot,
+    Window,
     histogram_quantile,
 )
 from exporter.results import FailureReason, ProbeResult
@@ -18,6 +24,7 @@ from exporter.state import EndpointState
 
 DAY = 86_400
 HOUR = 3_600
+SLOT = 1_800
 MIDNIGHT = 19_676 * DAY  # 2023-11-15 00:00 UTC; "day 0" below
 
 
@@ -107,6 +114,7 @@ def test_empty_history(history: History, clock: Clock) -> None:
     assert len(summary.response_times) == SLOTS_KEPT
     assert all((s.probes, s.p50, s.p95) == (0, None, None) for s in summary.response_times)
     assert summary.response_times[-1].start == MIDNIGHT + 12 * HOUR
+    assert summary.response_times[0].start == MIDNIGHT + 12 * HOUR - (SLOTS_KEPT - 1) * SLOT
     assert summary.incidents == ()
     assert history.summaries() == {}
 
@@ -115,9 +123,9 @@ def test_window_starts(history: History, clock: Clock) -> None:
     clock.now = MIDNIGHT + 12 * HOUR + 30.5
     Endpoint(history).probe(MIDNIGHT - 100 * DAY, True)
     summary = history.summary("api")
-    # 24 h: the current minute and the 1439 before it; N days: today and the N - 1 days before it.
-    assert summary.last_24h.start == MIDNIGHT + 12 * HOUR - 1439 * 60
-    assert summary.last_24h.known_seconds == 1439 * 60 + 30.5
+    # 24 h: the current 30-minute slot and the 47 before it; N days: today and the N - 1 days before it.
+    assert summary.last_24h.start == MIDNIGHT + 12 * HOUR - 47 * SLOT
+    assert summary.last_24h.known_seconds == 47 * SLOT + 30.5
     assert summary.last_7d.start == MIDNIGHT - 6 * DAY
     assert summary.last_30d.start == MIDNIGHT - 29 * DAY
     assert summary.last_90d.start == MIDNIGHT - 89 * DAY
@@ -205,6 +213,32 @@ def test_incident_keeps_the_reason_and_message_of_the_failure_that_opened_it(his
     assert second.message is first.message  # kept once
 
 
+def test_long_messages_are_cut(history: History) -> None:
+    ep = Endpoint(history)
+    long = "x" * (MAX_MESSAGE - 1) + "yz"
+    for i, message in enumerate([long, "x" * MAX_MESSAGE, "".join(["x" * (MAX_MESSAGE - 1), "yz"])]):
+        ep.probe(MIDNIGHT + 60 * i, False, message=message)
+        ep.probe(MIDNIGHT + 60 * i + 30, True)
+    first, second, third = (i.message for i in history.summary("api").incidents)
+    assert first == "x" * (MAX_MESSAGE - 1) + "…"
+    assert second == "x" * MAX_MESSAGE  # at the bound: kept whole
+    assert third is first  # the cut text is kept once too
+
+
+def test_messages_stay_with_their_incidents_as_the_oldest_are_dropped(history: History, clock: Clock) -> None:
+    ep = Endpoint(history)
+    count = 6 * MAX_INCIDENTS  # more distinct messages than a byte can number
+    for i in range(count):
+        ep.probe(MIDNIGHT + i * 60, False, message=f"text {i % 7}" if i % 2 else f"text of incident {i}")
+        ep.probe(MIDNIGHT + i * 60 + 30, True)
+    clock.now = MIDNIGHT + DAY - 1
+    incidents = history.summary("api").incidents
+    first = count - MAX_INCIDENTS
+    assert [i.message for i in incidents] == [
+        f"text {i % 7}" if i % 2 else f"text of incident {i}" for i in range(first, count)
+    ]
+
+
 def test_known_seconds_start_at_the_first_probe(history: History, clock: Clock) -> None:
     ep = Endpoint(history)
     ep.probe(MIDNIGHT + 12 * HOUR, True)
@@ -247,24 +281,28 @@ def test_ninety_day_cutoff(history: History, clock: Clock) -> None:
     assert [i.start for i in history.summary("api").incidents] == [clock.now - 60]
 
 
-def test_minute_ring_wraps_after_a_day(history: History, clock: Clock) -> None:
+def test_slot_ring_wraps_after_a_day(history: History, clock: Clock) -> None:
     ep = Endpoint(history)
     # A probe a minute for 30 hours, the last 90 minutes of them down, then nothing.
     ep.pattern("+" * (30 * 60 - 90) + "-" * 90, start=MIDNIGHT)
-    clock.now = MIDNIGHT + 30 * HOUR - 30  # in the minute of the last probe
+    clock.now = MIDNIGHT + 30 * HOUR - 30  # in the slot of the last probe, 29:30 to 30:00
     summary = history.summary("api")
+    # From 06:00: the probes of the minutes 360 to 1799; down since 28:30.
+    assert summary.last_24h.start == MIDNIGHT + 6 * HOUR
     assert (summary.last_24h.probes, summary.last_24h.failures, summary.last_24h.down_seconds) == (1440, 90, 5370)
     assert summary.last_24h.known_seconds == DAY - 30
     assert (summary.last_7d.probes, summary.last_7d.failures) == (1800, 90)
 
-    # 25 hours later, the minute rows skipped are empty, not the day before's.
+    # 25 hours later, the slot rows skipped are empty, not the day before's.
     clock.now = MIDNIGHT + 55 * HOUR + 30
     ep.probe(MIDNIGHT + 55 * HOUR, True)
     summary = history.summary("api")
     assert (summary.last_24h.probes, summary.last_24h.failures) == (1, 0)
-    # Down from the first failure to that probe: 26.5 h, of which the window's first 23 h 59 min count here.
+    assert [s.probes for s in summary.response_times if s.probes] == [1]
+    # Down from the first failure to that probe: 26.5 h, of which the window's 23.5 h (from 31:30) count here.
     assert summary.incidents[0].duration == 26.5 * HOUR
-    assert summary.last_24h.down_seconds == DAY - 60
+    assert summary.last_24h.start == MIDNIGHT + 31.5 * HOUR
+    assert summary.last_24h.down_seconds == 23.5 * HOUR
 
 
 def test_late_results_older_than_a_ring_are_left_out_of_it(history: History, clock: Clock) -> None:
@@ -330,11 +368,32 @@ def test_response_time_quantiles(
     ep = Endpoint(history)
     for i, duration in enumerate(durations):
         ep.probe(MIDNIGHT + 900 + i, True, duration=duration)
-    clock.now = MIDNIGHT + 1800
+    clock.now = MIDNIGHT + SLOT
     slots = history.summary("api").response_times
-    assert [s.start for s in slots[-2:]] == [MIDNIGHT + 900, MIDNIGHT + 1800]
-    assert (slots[-2].probes, slots[-2].p50, slots[-2].p95) == (len(durations), pytest.approx(p50), pytest.approx(p95))
+    assert [s.start for s in slots[-2:]] == [MIDNIGHT, MIDNIGHT + SLOT]
+    # The latest slot's, from its histogram; rounded to the microsecond as a closed slot keeps them.
+    quantiles = (pytest.approx(p50, abs=5e-7), pytest.approx(p95, abs=5e-7))
+    assert (slots[-2].p50, slots[-2].p95) == quantiles
+    assert (slots[-2].p50, slots[-2].p95) == (round(slots[-2].p50 * 1e6) / 1e6, round(slots[-2].p95 * 1e6) / 1e6)
+    assert slots[-2].probes == len(durations)
     assert [s.probes for s in slots[:-2]] + [slots[-1].probes] == [0] * (SLOTS_KEPT - 1)
+
+    ep.probe(MIDNIGHT + SLOT, True, duration=5.0)  # closes the slot: its quantiles are kept, the same
+    closed = history.summary("api").response_times[-2]
+    assert closed == slots[-2]
+
+
+def test_a_slot_s_quantiles_are_fixed_when_it_closes(history: History, clock: Clock) -> None:
+    ep = Endpoint(history)
+    ep.probe(MIDNIGHT + 60, True, duration=0.1)
+    ep.probe(MIDNIGHT + SLOT + 60, True, duration=3.0)  # a later slot: the first closes
+    ep.probe(MIDNIGHT + 120, False, duration=20.0)  # late, in the closed slot
+    clock.now = MIDNIGHT + SLOT + 90
+    summary = history.summary("api")
+    first, latest = summary.response_times[-2:]
+    assert (first.start, first.probes, first.p50, first.p95) == (MIDNIGHT, 2, 0.0875, 0.09875)  # 0.1 alone
+    assert (latest.start, latest.probes, latest.p50, latest.p95) == (MIDNIGHT + SLOT, 1, 2.5, 2.95)
+    assert (summary.last_24h.probes, summary.last_24h.failures) == (3, 1)
 
 
 def test_response_times_drop_slots_older_than_a_day(history: History, clock: Clock) -> None:
@@ -343,10 +402,10 @@ def test_response_times_drop_slots_older_than_a_day(history: History, clock: Clo
     ep.probe(MIDNIGHT + 23 * HOUR + 50 * 60, True, duration=0.5)
     clock.now = MIDNIGHT + DAY
     slots = history.summary("api").response_times
-    assert [(s.start, s.p50) for s in slots if s.probes] == [(MIDNIGHT + 23 * HOUR + 45 * 60, 0.375)]
+    assert [(s.start, s.p50) for s in slots if s.probes] == [(MIDNIGHT + 23.5 * HOUR, 0.375)]
     clock.now = MIDNIGHT + DAY - 1
     slots = history.summary("api").response_times
-    assert [(s.start, s.p50) for s in slots if s.probes] == [(MIDNIGHT, 8.75), (MIDNIGHT + 23 * HOUR + 45 * 60, 0.375)]
+    assert [(s.start, s.p50) for s in slots if s.probes] == [(MIDNIGHT, 8.75), (MIDNIGHT + 23.5 * HOUR, 0.375)]
 
 
 @pytest.mark.parametrize(
@@ -381,6 +440,101 @@ def test_incidents_are_bounded(history: History, clock: Clock) -> None:
     assert summary.days[-1].incidents == summary.incidents
     # The seconds of the dropped ones still count.
     assert summary.last_24h.down_seconds == summary.days[-1].down_seconds == (MAX_INCIDENTS + 51) * 10
+
+
+def test_the_bound_counts_the_incidents_left_after_the_ninety_days(history: History, clock: Clock) -> None:
+    ep = Endpoint(history)
+    for i in range(10):  # kept by the next ones, two days ago; before the oldest bar of today's
+        ep.outage(MIDNIGHT - 90 * DAY + i * 60, MIDNIGHT - 90 * DAY + i * 60 + 10)
+    for i in range(MAX_INCIDENTS - 10):
+        ep.outage(MIDNIGHT - 2 * DAY + i * 60, MIDNIGHT - 2 * DAY + i * 60 + 10)
+    ep.outage(MIDNIGHT + 60, MIDNIGHT + 70)  # drops the first 10, and no more
+    clock.now = MIDNIGHT + HOUR
+    summary = history.summary("api")
+    assert len(summary.incidents) == MAX_INCIDENTS - 9
+    assert summary.incidents[0].start == MIDNIGHT - 2 * DAY
+    assert summary.last_7d.down_seconds == (MAX_INCIDENTS - 9) * 10
+    assert bar(summary, -2)[2:] == ((MAX_INCIDENTS - 10) * 10, 1 - (MAX_INCIDENTS - 10) * 10 / DAY, MAX_INCIDENTS - 10)
+
+
+def test_dropped_incidents_still_count_in_their_days(history: History, clock: Clock) -> None:
+    ep = Endpoint(history)
+    ep.outage(MIDNIGHT - 3 * DAY + 100, MIDNIGHT - 3 * DAY + 160)  # both dropped below
+    ep.outage(MIDNIGHT - 30, MIDNIGHT + 30)  # across midnight
+    for i in range(MAX_INCIDENTS):
+        ep.outage(MIDNIGHT + 60 + i * 60, MIDNIGHT + 70 + i * 60)
+    clock.now = MIDNIGHT + 12 * HOUR
+    summary = history.summary("api")
+    assert len(summary.incidents) == MAX_INCIDENTS
+    assert summary.incidents[0].start == MIDNIGHT + 60
+    assert bar(summary, -3) == (2, 1, 60, 1 - 60 / (DAY - 100), 0)  # known from its first probe
+    assert bar(summary, -1) == (1, 1, 30, 1 - 30 / DAY, 0)
+    down = 30 + MAX_INCIDENTS * 10
+    assert bar(summary, 0) == (1 + 2 * MAX_INCIDENTS, MAX_INCIDENTS, down, 1 - down / (12 * HOUR), MAX_INCIDENTS)
+    assert summary.last_7d.down_seconds == 60 + 60 + MAX_INCIDENTS * 10
+    assert summary.last_24h.start == MIDNIGHT - 11.5 * HOUR
+    assert summary.last_24h.down_seconds == 60 + MAX_INCIDENTS * 10
+
+    # The rings moving on forget them with their days.
+    clock.now = MIDNIGHT + 87 * DAY + 12 * HOUR
+    ep.probe(clock.now - 60, True)
+    summary = history.summary("api")
+    assert summary.days[0].start == MIDNIGHT - 2 * DAY
+    assert summary.last_90d.down_seconds == 60 + MAX_INCIDENTS * 10
+    assert summary.last_24h.down_seconds == 0
+
+
+def test_endpoints_alike_share_plain_days_only(history: History, clock: Clock) -> None:
+    b = Endpoint(history, "b")  # first, so that its bars are built first
+    b.probe(MIDNIGHT - 4 * DAY + 12 * HOUR, False)  # known from noon, down for 6 hours
+    b.probe(MIDNIGHT - 4 * DAY + 18 * HOUR, True)
+    b.probe(MIDNIGHT - 3 * DAY + 12 * HOUR, True)
+    b.outage(MIDNIGHT - DAY - HOUR, MIDNIGHT - DAY + HOUR)  # its day -1: one good probe, as a's, but down an hour
+    a = Endpoint(history, "a")
+    for day in (-4, -3, -2, -1):
+        a.probe(MIDNIGHT + day * DAY + (12 * HOUR if day > -4 else 0), True)
+    clock.now = MIDNIGHT + HOUR
+    summaries = history.summaries()
+    sa, sb = summaries["a"], summaries["b"]
+    assert [bar(sa, day) for day in (-4, -3, -2, -1)] == [(1, 0, 0, 1.0, 0)] * 4
+    assert [bar(sb, day) for day in (-4, -3, -2, -1)] == [
+        (2, 1, 6 * HOUR, 0.5, 1),
+        (1, 0, 0, 1.0, 0),
+        (1, 1, HOUR, 1 - 1 / 24, 1),
+        (1, 0, HOUR, 1 - 1 / 24, 1),
+    ]
+    assert sa.days[-4] == sb.days[-4]  # day -3: the same figures
+    assert history.summary("a") == sa
+
+
+def test_summaries_are_frozen_records(history: History, clock: Clock) -> None:
+    Endpoint(history).outage(MIDNIGHT, MIDNIGHT + 60)
+    clock.now = MIDNIGHT + 120
+    summary = history.summary("api")
+    day, slot, incident, window = summary.days[-1], summary.response_times[-1], summary.incidents[0], summary.last_24h
+    assert (type(summary), type(day), type(slot), type(incident), type(window)) == (
+        EndpointHistory,
+        DayBar,
+        ResponseSlot,
+        Incident,
+        Window,
+    )
+    same = DayBar(day.start, day.probes, day.failures, day.down_seconds, day.uptime, day.incidents)
+    assert (day, hash(day)) == (same, hash(same))
+    assert incident == Incident(MIDNIGHT, MIDNIGHT + 60, 60, FailureReason.CONNECT, "connection refused")
+    for record, field in ((summary, "at"), (day, "probes"), (slot, "p50"), (incident, "end"), (window, "uptime")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, field, None)
+
+
+def test_incidents_stay_in_order_when_the_clock_steps_back(history: History, clock: Clock) -> None:
+    ep = Endpoint(history)
+    ep.outage(MIDNIGHT, MIDNIGHT + 60)
+    ep.outage(MIDNIGHT + 30, MIDNIGHT + 90)  # starts before the first ended: from its end
+    clock.now = MIDNIGHT + 120
+    summary = history.summary("api")
+    assert [(i.start, i.end) for i in summary.incidents] == [(MIDNIGHT, MIDNIGHT + 60), (MIDNIGHT + 60, MIDNIGHT + 90)]
+    assert summary.last_24h.down_seconds == summary.days[-1].down_seconds == 90
 
 
 def test_retain_and_forget(history: History, clock: Clock) -> None:
@@ -431,6 +585,8 @@ def test_millisecond_ends(history: History, clock: Clock) -> None:
     clock.now = MIDNIGHT + 60
     summary = history.summary("api")
     assert (summary.days[-2].down_seconds, summary.days[-1].down_seconds) == (0, 60)
+    assert [(i.start, i.end, i.duration) for i in summary.incidents] == [(MIDNIGHT, MIDNIGHT + 60, 60)]
+    assert summary.days[-2].incidents == ()
 
 
 def test_degraded_is_not_down(history: History, clock: Clock) -> None:
