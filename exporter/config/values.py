@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -294,73 +292,6 @@ def check_vantage(value: str) -> str:
     return value
 
 
-MAX_PAGE_LINE = 200
-MAX_PAGE_TEXT = 2000
-_LINE_BREAKS = "\n\r\x85\u2028\u2029"
-
-
-def _page_text(value: str, limit: int, *, multiline: bool) -> str:
-    """Text for the public status page, without its surrounding whitespace: no control characters, not too long."""
-    text = value.strip(" \t\n")  # what a YAML block scalar adds; other control characters are reported
-    if not text:
-        raise ValueError("must not be empty")
-    for i, ch in enumerate(text, 1):
-        if multiline and ch in "\n\t":
-            continue
-        if not multiline and ch in _LINE_BREAKS:
-            raise ValueError(f"must be one line: line break U+{ord(ch):04X} at character {i}")
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            raise ValueError(f"must not contain control characters: U+{ord(ch):04X} at character {i}")
-    if len(text) > limit:
-        raise ValueError(f"must be at most {limit} characters, got {len(text)}")
-    return text
-
-
-def check_page_line(value: str) -> str:
-    """A title or name shown on the status page: one line of at most MAX_PAGE_LINE characters."""
-    return _page_text(value, MAX_PAGE_LINE, multiline=False)
-
-
-def check_page_text(value: str) -> str:
-    """A message shown on the status page: at most MAX_PAGE_TEXT characters, line breaks and tabs allowed."""
-    return _page_text(value, MAX_PAGE_TEXT, multiline=True)
-
-
-_TIMESTAMP_EXAMPLE = "2025-06-01T09:00:00Z"
-
-
-def parse_timestamp(value: object) -> datetime:
-    """A moment with a timezone: a YAML timestamp or an RFC 3339 / ISO 8601 string."""
-    if isinstance(value, str):
-        text = value.strip().upper()  # RFC 3339 allows a lowercase t and z, fromisoformat does not
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"invalid timestamp {clip(value)}: use RFC 3339, e.g. {_TIMESTAMP_EXAMPLE}") from None
-        if not _is_date(text):  # a date alone fromisoformat takes for its midnight
-            return _with_timezone(moment, clip(value))
-        value = moment.date()
-    if isinstance(value, datetime):
-        return _with_timezone(value, value.isoformat())
-    if isinstance(value, date):
-        raise ValueError(f"timestamp {value.isoformat()} needs a time and a timezone, e.g. {_TIMESTAMP_EXAMPLE}")
-    raise ValueError(f"must be a timestamp like {_TIMESTAMP_EXAMPLE}, got {type_name(value)}")
-
-
-def _with_timezone(moment: datetime, written: str) -> datetime:
-    if moment.utcoffset() is None:
-        raise ValueError(f"timestamp {written} has no timezone: add Z (UTC) or an offset such as +02:00")
-    return moment
-
-
-def _is_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
 def as_tuple(value: object) -> object:
     """A YAML list as the tuple a frozen model keeps (other values are left for the type check to report)."""
     return tuple(value) if isinstance(value, list) else value
@@ -475,23 +406,6 @@ StatusList = Annotated[
     ),
 ]
 LabelName = Annotated[str, AfterValidator(_check_label_name)]
-PageLine = Annotated[
-    str,
-    AfterValidator(check_page_line),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_PAGE_LINE}),
-]
-PageText = Annotated[
-    str,
-    AfterValidator(check_page_text),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_PAGE_TEXT}),
-]
-Timestamp = Annotated[
-    datetime,
-    BeforeValidator(parse_timestamp),
-    WithJsonSchema(
-        {"type": "string", "format": "date-time", "description": f"RFC 3339 with a timezone: {_TIMESTAMP_EXAMPLE}"}
-    ),
-]
 HeaderName = Annotated[str, AfterValidator(_check_header_name)]
 TextValue = Annotated[str, BeforeValidator(_scalar_text), WithJsonSchema({"type": ["string", "number"]})]
 Url = Annotated[
