@@ -19,7 +19,7 @@ import random
 import statistics
 import time
 
-from exporter.config import parse_config
+from exporter.config import Config, parse_config
 from exporter.history import History
 from exporter.results import FailureReason, ProbeResult
 from exporter.status.build import build_page
@@ -30,14 +30,18 @@ from exporter.store import ResultStore
 DAY = 86_400
 
 
-def main() -> None:
-    """Fill, time, print."""
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=500)
     parser.add_argument("--every", type=float, default=900.0, help="seconds between two results of an endpoint")
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def fill(args: argparse.Namespace) -> tuple[Config, ResultStore, History, float, int, float]:
+    """The config, store and history, filled; also the time now, the results recorded and the seconds it took."""
     rng = random.Random(1)
     lines = ["status_page:", "  title: Benchmark", "  group_by: team", "endpoints:"]
     for i in range(args.endpoints):
@@ -71,7 +75,13 @@ def main() -> None:
             results += 1
             t += args.every
     clock_now[0] = now
-    fill = time.perf_counter() - began
+    return config, store, history, now, results, time.perf_counter() - began
+
+
+def main() -> None:
+    """Fill, time, print."""
+    args = arguments()
+    config, store, history, now, results, fill_seconds = fill(args)
 
     views, pages = [], []
     page = html = ""
@@ -90,7 +100,7 @@ def main() -> None:
     feed = atom_feed(view)
     print(f"# Status page: {args.endpoints} endpoints, {args.days} days of history")
     print()
-    print(f"{results:,} results recorded in {fill:.1f} s (one every {args.every:g} s per endpoint).")
+    print(f"{results:,} results recorded in {fill_seconds:.1f} s (one every {args.every:g} s per endpoint).")
     print()
     print("| step | median ms | min ms |")
     print("| --- | ---: | ---: |")

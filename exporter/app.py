@@ -170,7 +170,7 @@ class Agent:
         self._prober = InProcessProber(self._tls)  # loaded only if this process probes
         self._store = ResultStore()
         self._exposition = ProbeExposition(self._store)
-        # The status page's own history (per minute for 24 h, per day for 90 days) of the first
+        # The status page's own history (per 30 minutes for 24 h, per day for 90 days) of the first
         # HISTORY_LIMIT endpoints on the page; the recorder feeds it.
         self._history = History(buckets=self._store.buckets)
         self._recorder = ResultRecorder(self._store, log, on_change=self._changed, history=self._history)

@@ -13,10 +13,11 @@ from .state import Transition
 from .store import ResultStore
 
 # The agent keeps its own history (for the status page) of at most this many endpoints, the first on
-# the page: about 16 KB each (bench/history_memory.py), so 100 cost some 1.6 MB. 5,000 would cost 80 MB
-# in a process that otherwise needs under 150 MB for them (bench/probe_throughput.py). Public status
-# pages rarely show more; beyond it, the page shows the others' current state alone.
-HISTORY_LIMIT = 100
+# the page: some 2.4 KB each with their incidents (bench/history_memory.py), so 500 cost about 1.2 MB,
+# 5,000 would cost 15 MB in a process that otherwise needs under 150 MB for them
+# (bench/probe_throughput.py). Public status pages rarely show more; beyond it, the page shows the
+# others' current state alone.
+HISTORY_LIMIT = 500
 
 _HINTS = {
     SkipCause.LATE: "probes wait for a free slot: raise max_concurrent_probes or lengthen intervals",

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from exporter.history import DayBar, Incident, ResponseSlot
 from exporter.state import State
 from exporter.status.feeds import Badge, api_json, atom_feed, badge, badge_json, badge_svg
 from exporter.status.page import CONTENT_SECURITY_POLICY, bars_svg, day_class, latency_svg, percent, render_page
@@ -22,12 +23,10 @@ from exporter.status.view import (
     DAY_SECONDS,
     AnnouncementView,
     Banner,
-    DayView,
     EndpointDetails,
     EndpointView,
     GroupView,
     IncidentView,
-    LatencySlot,
     PageView,
     banner,
 )
@@ -71,9 +70,11 @@ def test_percent(ratio: float | None, text: str) -> None:
     assert percent(ratio) == text
 
 
-def day(offset: int, uptime: float | None, incidents: int = 0, probes: int = 5760, failures: int = 0) -> DayView:
+def day(offset: int, uptime: float | None, incidents: int = 0, probes: int = 5760, failures: int = 0) -> DayBar:
+    start = TODAY - offset * DAY_SECONDS
     down = 0.0 if uptime is None else (1 - uptime) * DAY_SECONDS
-    return DayView(TODAY - offset * DAY_SECONDS, uptime, probes, failures, down, incidents)
+    outage = Incident(start, start + 60, 60.0, None, "down")
+    return DayBar(start, probes, failures, down, uptime, (outage,) * incidents)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +88,7 @@ def day(offset: int, uptime: float | None, incidents: int = 0, probes: int = 576
         (day(0, 0.5), "d-major"),
     ],
 )
-def test_day_colours(d: DayView, cls: str) -> None:
+def test_day_colours(d: DayBar, cls: str) -> None:
     assert day_class(d) == cls
 
 
@@ -110,13 +111,15 @@ def test_bars_of_a_young_endpoint_start_on_the_right() -> None:
 
 
 def test_latency_chart_breaks_at_gaps_and_names_its_figures() -> None:
-    slots = [LatencySlot(NOW - 86400 + i * 1800, 0.02 if i != 3 else None, 0.08 if i != 3 else None) for i in range(48)]
+    slots = [
+        ResponseSlot(NOW - 86400 + i * 1800, 1, 0.02 if i != 3 else None, 0.08 if i != 3 else None) for i in range(48)
+    ]
     svg = latency_svg("api", slots)
     p50 = re.search(r'class="l50" d="([^"]*)"', svg)
     assert p50 is not None and p50.group(1).count("M") == 2  # one gap, two pieces
     assert "median p50 20 ms, highest p95 80 ms" in svg
     assert "top: 100 ms" in svg
-    assert "No response times" in latency_svg("api", [LatencySlot(NOW, None, None)])
+    assert "No response times" in latency_svg("api", [ResponseSlot(NOW, 1, None, None)])
 
 
 HOSTILE = "<script>alert(1)</script>\"'&\u202eevil"
@@ -129,7 +132,7 @@ def page(**changes: object) -> PageView:
         since=NOW - 600,
         uptime={"24h": 0.99, "7d": 0.999, "30d": 1.0, "90d": None},
         days=[day(1, 1.0), day(0, 0.99, incidents=1)],
-        latency=[LatencySlot(NOW - 1800, 0.01, 0.05), LatencySlot(NOW, 0.02, 0.06)],
+        latency=[ResponseSlot(NOW - 1800, 1, 0.01, 0.05), ResponseSlot(NOW, 1, 0.02, 0.06)],
         details=EndpointDetails(url="https://internal.example/health", method="GET", last_message="HTTP 503"),
     )
     base = {

@@ -10,34 +10,26 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from exporter.config import Config, Endpoint
-from exporter.history import DayBar, EndpointHistory
+from exporter.history import EndpointHistory
 from exporter.state import State
 from exporter.store import EndpointSnapshot, StoreSnapshot
 
 from .view import (
     AnnouncementView,
-    DayView,
     EndpointDetails,
     EndpointView,
     GroupView,
     IncidentView,
-    LatencySlot,
     PageView,
 )
 
 
-def _day(bar: DayBar) -> DayView:
-    return DayView(
-        start=bar.start,
-        uptime=bar.uptime,
-        probes=bar.probes,
-        failures=bar.failures,
-        down_seconds=bar.down_seconds,
-        incidents=len(bar.incidents),
-    )
-
-
-def _endpoint(ep: Endpoint, snap: EndpointSnapshot | None, hist: EndpointHistory | None, group: str) -> EndpointView:
+def _endpoint(
+    ep: Endpoint,
+    snap: EndpointSnapshot | None,
+    hist: EndpointHistory | None,
+    group: str,
+) -> EndpointView:
     state = snap.state.state if snap is not None else State.UNKNOWN
     since = snap.state.since if snap is not None else None
     details = None
@@ -58,8 +50,8 @@ def _endpoint(ep: Endpoint, snap: EndpointSnapshot | None, hist: EndpointHistory
             "30d": hist.last_30d.uptime,
             "90d": hist.last_90d.uptime,
         },
-        days=tuple(_day(bar) for bar in hist.days),
-        latency=tuple(LatencySlot(s.start, s.p50, s.p95) for s in hist.response_times),
+        days=hist.days,
+        latency=hist.response_times,
         response=sorted(medians)[len(medians) // 2] if medians else None,  # the upper median
         group=group,
         details=details,

@@ -150,7 +150,7 @@ def _endpoint(ep: EndpointView, page: PageView) -> dict[str, Any]:
                 "probes": d.probes,
                 "failures": d.failures,
                 "down_seconds": round(d.down_seconds, 3),
-                "incidents": d.incidents,
+                "incidents": len(d.incidents),
             }
             for d in ep.days
         ],

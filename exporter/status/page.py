@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from itertools import groupby
 
+from exporter.history.records import DayBar, ResponseSlot
 from exporter.state import State
 
 from .view import (
@@ -27,10 +28,8 @@ from .view import (
     DAYS_SHOWN,
     UPTIME_WINDOWS,
     AnnouncementView,
-    DayView,
     EndpointView,
     IncidentView,
-    LatencySlot,
     PageView,
 )
 
@@ -129,7 +128,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds >= 0.0095 else f"{seconds * 1000:.1f} ms"
 
 
-def day_class(day: DayView) -> str:
+def day_class(day: DayBar) -> str:
     """The colour class of a day's bar."""
     if day.uptime is None:
         return "d-none"
@@ -142,7 +141,7 @@ def day_class(day: DayView) -> str:
     return "d-major"
 
 
-def day_tooltip(day: DayView) -> str:
+def day_tooltip(day: DayBar) -> str:
     """A day's figures, as its bar's tooltip says them."""
     if day.uptime is None:
         return f"{_day(day.start)}: no data"
@@ -150,11 +149,12 @@ def day_tooltip(day: DayView) -> str:
     if day.down_seconds > 0:
         parts.append(f"down {duration_text(day.down_seconds)}")
     if day.incidents:
-        parts.append(f"{day.incidents} incident{'s' if day.incidents != 1 else ''}")
+        count = len(day.incidents)
+        parts.append(f"{count} incident{'s' if count != 1 else ''}")
     return ", ".join(parts)
 
 
-def bars_svg(name: str, days: Sequence[DayView]) -> str:
+def bars_svg(name: str, days: Sequence[DayBar]) -> str:
     """The 90-day bars of one endpoint: oldest on the left, today on the right."""
     days = list(days)[-DAYS_SHOWN:]
     classes = [day_class(d) for d in days]
@@ -218,7 +218,7 @@ def _line(values: Sequence[float | None], top: float) -> str:
     return "".join(d)
 
 
-def latency_svg(name: str, slots: Sequence[LatencySlot]) -> str:
+def latency_svg(name: str, slots: Sequence[ResponseSlot]) -> str:
     """Response time over the last 24 hours: p50 and p95 lines, scaled to the highest p95."""
     values = [v for s in slots for v in (s.p50, s.p95) if v is not None]
     if not values:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from exporter.history.records import DayBar, ResponseSlot
 from exporter.state import State
 
 # The uptime windows the page shows, in this order.
@@ -35,27 +36,6 @@ BANNER_TEXT: Mapping[Banner, str] = {
     Banner.MAJOR_OUTAGE: "Major outage",
     Banner.NO_DATA: "No data yet",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class DayView:
-    """One UTC day of one endpoint: its uptime (None without probes) and what happened."""
-
-    start: float  # unix seconds of the day's 00:00 UTC
-    uptime: float | None
-    probes: int = 0
-    failures: int = 0
-    down_seconds: float = 0.0
-    incidents: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class LatencySlot:
-    """Response-time quantiles of one slot of the last 24 hours (None without probes)."""
-
-    start: float
-    p50: float | None
-    p95: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +71,8 @@ class EndpointView:
     state: State
     since: float | None = None
     uptime: Mapping[str, float | None] = field(default_factory=dict)  # by UPTIME_WINDOWS name
-    days: Sequence[DayView] = ()  # oldest first, at most DAYS_SHOWN
-    latency: Sequence[LatencySlot] = ()  # oldest first, the last 24 hours
+    days: Sequence[DayBar] = ()  # oldest first, at most DAYS_SHOWN
+    latency: Sequence[ResponseSlot] = ()  # oldest first, the last 24 hours
     response: float | None = None  # median response time over the last 24 hours, seconds
     group: str = ""
     details: EndpointDetails | None = None
