@@ -18,7 +18,15 @@ import pytest
 from exporter.history import DayBar, Incident, ResponseSlot
 from exporter.state import State
 from exporter.status.feeds import Badge, api_json, atom_feed, badge, badge_json, badge_svg
-from exporter.status.page import CONTENT_SECURITY_POLICY, bars_svg, day_class, latency_svg, percent, render_page
+from exporter.status.page import (
+    CONTENT_SECURITY_POLICY,
+    INCIDENTS_SHOWN,
+    bars_svg,
+    day_class,
+    latency_svg,
+    percent,
+    render_page,
+)
 from exporter.status.view import (
     DAY_SECONDS,
     AnnouncementView,
@@ -300,3 +308,14 @@ def test_atom_feed_is_well_formed_and_lists_incidents_newest_first() -> None:
     ids = [e.findtext("a:id", namespaces=ns) for e in root.findall("a:entry", ns)]
     assert len(set(ids)) == 3
     assert root.find("a:updated", ns) is not None and b"10.0.0.7" not in body
+
+
+def test_incident_history_shows_the_newest_and_points_to_the_api_for_the_rest() -> None:
+    older = [
+        IncidentView("api", NOW - 3600 * (i + 2), NOW - 3600 * (i + 1), "timeout") for i in range(INCIDENTS_SHOWN + 2)
+    ]
+    html = render_page(page(incidents=tuple(older)))
+    history = html[html.index("<h3>History</h3>") :]
+    assert history.count('<td data-label="Endpoint">api</td>') == INCIDENTS_SHOWN
+    assert "2 older incidents in the" in history
+    assert "2 older" not in render_page(page(incidents=tuple(older[:INCIDENTS_SHOWN])))

@@ -33,6 +33,9 @@ from .view import (
     PageView,
 )
 
+# The incident history shows the newest this many; the JSON API has them all.
+INCIDENTS_SHOWN = 100
+
 _CSS = """\
 :root{color-scheme:light dark;--bg:#fff;--fg:#1b1f24;--muted:#57606a;--line:#d0d7de;--card:#f6f8fa;
 --ok:#1a7f37;--minor:#9a6700;--partial:#bc4c00;--major:#cf222e;--none:#d0d7de;--p50:#0969da;--p95:#8250df}
@@ -64,7 +67,12 @@ svg{display:block;width:100%;height:auto}
 .span{display:flex;justify-content:space-between;color:var(--muted);font-size:.8rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{text-align:left;padding:.35rem .5rem;
 border-bottom:1px solid var(--line);vertical-align:top}
-.wrap{overflow-x:auto}.details{color:var(--muted);font-size:.85rem;overflow-wrap:anywhere}
+.wrap{overflow-x:auto}
+@media (max-width:40rem){.inc thead{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}
+.inc tr{display:block;border-bottom:1px solid var(--line);padding:.35rem 0}
+.inc td{display:grid;grid-template-columns:5.5rem 1fr;gap:.5rem;border:0;padding:.1rem .5rem}
+.inc td::before{content:attr(data-label);color:var(--muted)}}
+.details{color:var(--muted);font-size:.85rem;overflow-wrap:anywhere}
 .lvl{font-size:.8rem;text-transform:uppercase;color:var(--muted)}
 footer{color:var(--muted);font-size:.85rem}
 """
@@ -272,7 +280,7 @@ def _announcement(a: AnnouncementView) -> str:
     return f'<li class="news"><span class="lvl">{_e(a.level)}</span><h3>{_e(a.title)}</h3>{window}{message}</li>'
 
 
-def _incident_rows(incidents: Sequence[IncidentView], page: PageView) -> str:
+def _incident_rows(incidents: Sequence[IncidentView], page: PageView, vantages: bool) -> str:
     rows = []
     for inc in incidents:
         end = _when(inc.end) if inc.end is not None else "ongoing"
@@ -280,9 +288,11 @@ def _incident_rows(incidents: Sequence[IncidentView], page: PageView) -> str:
         if page.show_details and inc.message:
             reason += f'<div class="details">{_e(inc.message)}</div>'
         rows.append(
-            f"<tr><td>{_e(inc.endpoint)}</td><td>{_e(_when(inc.start))}</td><td>{_e(end)}</td>"
-            f"<td>{_e(duration_text(inc.duration(page.now)))}</td><td>{reason}</td>"
-            + (f"<td>{_e(inc.vantage or '—')}</td>" if _has_vantages(incidents) else "")
+            f'<tr><td data-label="Endpoint">{_e(inc.endpoint)}</td><td data-label="Start">{_e(_when(inc.start))}</td>'
+            f'<td data-label="End">{_e(end)}</td>'
+            f'<td data-label="Duration">{_e(duration_text(inc.duration(page.now)))}</td>'
+            f'<td data-label="Reason">{reason}</td>'
+            + (f'<td data-label="Vantage">{_e(inc.vantage or "—")}</td>' if vantages else "")
             + "</tr>"
         )
     return "".join(rows)
@@ -304,12 +314,19 @@ def _incidents(page: PageView) -> str:
         if not items:
             parts.append(f"<p>{empty}</p>")
             continue
-        vantage = '<th scope="col">Vantage</th>' if _has_vantages(items) else ""
+        vantages = _has_vantages(items)
+        vantage = '<th scope="col">Vantage</th>' if vantages else ""
+        more = len(items) - INCIDENTS_SHOWN
         parts.append(
-            '<div class="wrap"><table><thead><tr><th scope="col">Endpoint</th><th scope="col">Start</th>'
+            '<div class="wrap"><table class="inc"><thead><tr><th scope="col">Endpoint</th><th scope="col">Start</th>'
             f'<th scope="col">End</th><th scope="col">Duration</th><th scope="col">Reason</th>{vantage}</tr></thead>'
-            f"<tbody>{_incident_rows(items, page)}</tbody></table></div>"
+            f"<tbody>{_incident_rows(items[:INCIDENTS_SHOWN], page, vantages)}</tbody></table></div>"
         )
+        if more > 0:
+            parts.append(
+                f'<p class="details">{more:,} older incident{"s" if more != 1 else ""} in the '
+                '<a href="/api/v1/endpoints">JSON API</a>.</p>'
+            )
     parts.append("</section>")
     return "".join(parts)
 
