@@ -20,7 +20,8 @@ upwatch, per case (its config: the endpoints, `host: {enabled: false}`, probe ti
 3. scrape window (--window seconds): one scrape a second, plain and gzip in turns: /metrics latency
    and size, and probes/s and CPU per probe at that scrape rate;
 4. cases marked +echo only: hammer window, as long as the probe window: --scrapers threads scrape
-   /metrics (gzip) back to back while the probe window's sampling repeats. Each /sleep probe's own
+   /metrics (gzip) back to back while the probe window's sampling repeats (with --hammer-path /,
+   they read the status page instead). Each /sleep probe's own
    start and end (from its duration and last-run time) tell whether a /metrics request was in
    flight meanwhile, so their durations are shown for probes with none, with one, and under the hammer.
 
@@ -408,12 +409,13 @@ class UpwatchRun:
         return out
 
     def hammer(self, threads: int, stop_event: threading.Event, latencies: list[float]) -> list[threading.Thread]:
-        """Start `threads` threads that scrape /metrics (gzip) back to back until stop_event is set."""
+        """Start `threads` threads that GET --hammer-path (gzip) back to back until stop_event is set."""
+        url = self.base + self.args.hammer_path
 
         def run() -> None:
             while not stop_event.is_set():
                 with contextlib.suppress(OSError):
-                    latencies.append(fetch(self.metrics, "gzip", self.spans)[1])
+                    latencies.append(fetch(url, "gzip", self.spans)[1])
 
         workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
         for worker in workers:
@@ -821,7 +823,8 @@ def print_case(case: Case, up: dict[str, Any], bb: dict[str, Any], args: argpars
             f"during no /metrics request {_summary(quiet)}{during}; blackbox {_summary(bb['echo'])}."
         )
         print(
-            f"- the same under {args.scrapers} scrapers hammering upwatch's /metrics (gzip, {len(lat)} scrapes, "
+            f"- the same under {args.scrapers} scrapers hammering upwatch's {args.hammer_path} "
+            f"(gzip, {len(lat)} requests, "
             f"p50 / p99 {_ms(pct(lat, 50))} / {_ms(pct(lat, 99))} ms): upwatch {_summary(loud)}; p99 moved by "
             f"{(pct(loud, 99) - pct(quiet, 99)) * 1000:+.1f} ms, max by "
             f"{(max(loud, default=math.nan) - max(quiet, default=math.nan)) * 1000:+.1f} ms; {hammer_win.rate:.0f} "
@@ -841,6 +844,9 @@ def main() -> None:
     parser.add_argument("--max-concurrent-probes", type=int, help="write max_concurrent_probes into upwatch's config")
     parser.add_argument("--echo-endpoints", type=int, default=20, help="endpoints on /sleep in +echo cases")
     parser.add_argument("--scrapers", type=int, default=10, help="threads scraping /metrics in the hammer window")
+    parser.add_argument(
+        "--hammer-path", default="/metrics", help="what the scrapers GET in the hammer window (/ : the status page)"
+    )
     parser.add_argument(
         "--connections",
         type=int,
