@@ -17,7 +17,7 @@ import pytest
 
 from exporter.history import DayBar, Incident, ResponseSlot
 from exporter.state import State
-from exporter.status.feeds import Badge, api_json, atom_feed, badge, badge_json, badge_svg
+from exporter.status.feeds import FEED_ENTRIES, Badge, api_json, atom_feed, badge, badge_json, badge_svg
 from exporter.status.page import (
     CONTENT_SECURITY_POLICY,
     INCIDENTS_SHOWN,
@@ -319,3 +319,14 @@ def test_incident_history_shows_the_newest_and_points_to_the_api_for_the_rest() 
     assert history.count('<td data-label="Endpoint">api</td>') == INCIDENTS_SHOWN
     assert "2 older incidents in the" in history
     assert "2 older" not in render_page(page(incidents=tuple(older[:INCIDENTS_SHOWN])))
+
+
+def test_atom_feed_keeps_every_current_incident_and_the_newest_others() -> None:
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    ended = [IncidentView(f"e{i}", NOW - 3600 * (i + 2), NOW - 3600 * (i + 1), "timeout") for i in range(FEED_ENTRIES)]
+    old_and_open = IncidentView("stuck", NOW - 90 * 86400, None, "connect")  # older than every ended one
+    root = ET.fromstring(atom_feed(page(incidents=(*ended, old_and_open))))
+    titles = [e.findtext("a:title", namespaces=ns) for e in root.findall("a:entry", ns)]
+    assert len(titles) == FEED_ENTRIES
+    assert titles[-1] == "stuck is down"  # kept though oldest, and last: newest first
+    assert titles[0] == "e0 was down (resolved)" and "e99 was down (resolved)" not in titles

@@ -29,6 +29,10 @@ from .view import EndpointView, IncidentView, PageView
 BADGE_KINDS: tuple[str, ...] = ("status", "uptime-24h", "uptime-7d", "uptime-30d", "response")
 
 # shields.io's named colours, as hex for our own SVG.
+# The Atom feed lists at most this many incidents (all the current ones, the newest others): feed readers
+# poll it often, and the JSON API has every incident.
+FEED_ENTRIES = 100
+
 _COLOURS = {
     "brightgreen": "#4c1",
     "green": "#97ca00",
@@ -183,8 +187,15 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
+def feed_incidents(page: PageView) -> list[IncidentView]:
+    """The incidents the feed lists, newest first: every current one, and the newest others, FEED_ENTRIES in all."""
+    current = [inc for inc in page.incidents if inc.end is None]
+    ended = [inc for inc in page.incidents if inc.end is not None][: max(FEED_ENTRIES - len(current), 0)]
+    return sorted([*current, *ended], key=lambda inc: inc.start, reverse=True)
+
+
 def atom_feed(page: PageView) -> bytes:
-    """The Atom feed of incidents (/feed.atom), newest first.
+    """The Atom feed of incidents (/feed.atom), newest first: those of `feed_incidents`.
 
     Its ids are URNs and its links relative (resolved against wherever the feed was fetched), so
     nothing in it comes from the request: a Host header can neither appear in it nor vary it.
@@ -209,7 +220,7 @@ def atom_feed(page: PageView) -> bytes:
     sub(feed, "link", rel="alternate", type="text/html", href="/")
     author = sub(feed, "author")
     sub(author, "name", page.title)
-    for inc in page.incidents:
+    for inc in feed_incidents(page):
         entry = sub(feed, "entry")
         sub(entry, "id", f"urn:upwatch:incident:{quote(_xml_text(inc.endpoint), safe='')}:{inc.start * 1000:.0f}")
         where = f" from {inc.vantage}" if inc.vantage else ""
