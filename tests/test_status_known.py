@@ -163,7 +163,9 @@ def _read(agent: Served, browser: Browser, name: str) -> Reading:
             shown = page.evaluate(_READ_PAGE)
         finally:
             page.context.close()
-        if httpx.get(api_url, timeout=10).json()["generated_at"] != api["generated_at"]:
+        latest = httpx.get(api_url, timeout=10).json()["generated_at"]
+        if latest != api["generated_at"]:
+            seen.append(latest)  # built for the page, not in a request of ours that t0 and t1 bracket
             return False  # the page was of a later view
         foreign = [r for r in requests if not r.startswith(agent.base + "/")]
         got.append(Reading(name, t0, t1, after, api, shown, errors, foreign))
