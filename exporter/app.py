@@ -125,13 +125,25 @@ class InProcessProber:
         self._tls = tls
         self._prober: HttpProber | None = None
 
-    async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
-        """Probe with the prober, loading it first if need be."""
+    def load(self) -> HttpProber:
+        """The prober, loaded now if need be (importing it blocks for tens of milliseconds, far more on a busy host)."""
         if self._prober is None:
             from .probes.http import HttpProber
 
             self._prober = HttpProber(self._tls)
-        return await self._prober.probe(endpoint, deadline)
+        return self._prober
+
+    async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
+        """Probe with the prober, loading it first if need be."""
+        prober = self._prober
+        if prober is None:
+            # The caller set the deadline before the load: the time it took is not the endpoint's.
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            prober = self.load()
+            if deadline is not None:
+                deadline += loop.time() - began
+        return await prober.probe(endpoint, deadline)
 
     def retain(self, names: Collection[str]) -> None:
         """See HttpProber.retain."""
@@ -341,8 +353,11 @@ class Agent:
         previous = {ep.name: now for ep in self._config.probed} if switched and self._config else None
         if workers == 0:
             await self._pool.apply((), cap, 0)
-            # Building SSL contexts costs milliseconds: off the loop, before the first probe needs one.
+            # Building SSL contexts costs milliseconds, and loading the prober more: off the loop,
+            # before the first probe needs them.
             await asyncio.to_thread(build_contexts, self._tls, endpoints, self._log)
+            if endpoints:
+                await asyncio.to_thread(self._prober.load)
             await self._scheduler.apply(endpoints, cap, resume_from=previous)
         else:
             await self._scheduler.apply((), cap)

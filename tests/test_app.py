@@ -449,3 +449,26 @@ async def test_the_status_family_from_the_agents_own_history(agent: tuple[Agent,
     for body in (page.text, svg.text, feed.text, json.dumps(api)):
         for secret in ("top-secret-token", "hunter2", "querysecret"):
             assert secret not in body
+
+
+def test_probing_in_process_loads_the_prober_before_the_first_probe(tmp_path: Path) -> None:
+    # Loaded by the first probe, the import blocked the loop after that probe's deadline was set:
+    # on a busy host the first probe after a start failed as a "timeout" a millisecond long.
+    config = tmp_path / "upwatch.yml"
+    config.write_text(
+        "workers: 0\nhost: {enabled: false}\nendpoints:\n  - {name: a, url: 'http://127.0.0.1:9/', interval: 1h}\n"
+    )
+    code = (
+        "import asyncio, sys, structlog\n"
+        "from pathlib import Path\n"
+        "from exporter.app import Agent, ConfigSource\n"
+        "async def main():\n"
+        f"    agent = Agent(source=ConfigSource(Path({str(config)!r}), True), listen=('127.0.0.1', 0), "
+        "log=structlog.get_logger())\n"
+        "    await agent.start()\n"
+        "    print('prober loaded:', 'exporter.probes.http' in sys.modules)\n"
+        "    await agent.stop()\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "prober loaded: True" in out.splitlines()

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from helpers import REPO, Served, free_port, program, serve_upwatch, wait_for
-from playwright.sync_api import Browser, Page, sync_playwright
+from browsing import chromium, visit
+from helpers import Served, free_port, serve_upwatch, wait_for
+from playwright.sync_api import Browser
 from pytest_httpserver import HTTPServer
 
 HOSTILE = "<script>alert('x')</script> \"quoted\" & שלום"
-ARTIFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -55,29 +55,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = program("chromium")
-    with sync_playwright() as p:
-        # --no-sandbox: the tests may run as root (CI), where Chromium's sandbox refuses to start.
-        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def visit(browser: Browser, url: str, name: str, **context: object) -> tuple[Page, list[str], list[str]]:
-    """Open the page; the console errors and the URLs of every request it made; a screenshot kept."""
-    ctx = browser.new_context(**context)  # type: ignore[arg-type]
-    page = ctx.new_page()
-    errors: list[str] = []
-    requests: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(url, wait_until="load")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"status-{name}.png"), full_page=True)
-    return page, errors, requests
+    with chromium() as b:
+        yield b
 
 
 def test_the_page_on_a_phone_has_no_horizontal_scroll_no_error_and_no_foreign_request(
