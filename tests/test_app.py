@@ -25,6 +25,8 @@ from exporter.config import Endpoint
 from exporter.sharding import rendezvous_bucket
 
 LOG = structlog.get_logger()
+# A reload with worker processes waits for them to take the new assignment: seconds on a loaded machine.
+RELOAD_TIMEOUT = 30.0
 
 
 def write_config(path: Path, url: str, *names: str, extra: str = "") -> None:
@@ -159,7 +161,7 @@ async def test_bad_reload_keeps_the_old_config(agent: tuple[Agent, str, Path]) -
     running, base, config = agent
     config.write_text("endpoints:\n  - name: broken\n    url: ftp://nope\n")
     async with httpx.AsyncClient() as client:
-        resp = await client.post(f"{base}/-/reload")
+        resp = await client.post(f"{base}/-/reload", timeout=RELOAD_TIMEOUT)
     assert resp.status_code == 500
     assert "url" in resp.text and "ftp://nope" in resp.text
     before = successes(await scrape(base), "orders")
@@ -177,7 +179,7 @@ async def test_good_reload_adds_and_removes_endpoints(agent: tuple[Agent, str, P
     workers = next(line for line in config.read_text().splitlines() if line.startswith("workers:"))
     write_config(config, httpserver.url_for("/health"), "orders", "shipping", extra=workers + "\n")
     async with httpx.AsyncClient() as client:
-        resp = await client.post(f"{base}/-/reload")
+        resp = await client.post(f"{base}/-/reload", timeout=RELOAD_TIMEOUT)
     assert resp.status_code == 200, resp.text
     metrics = await scrape_until(base, "shipping probed", lambda m: value(m, "probe_success", endpoint="shipping"))
     assert value(metrics, "upwatch_config_last_reload_successful") == 1
