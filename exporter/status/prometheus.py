@@ -3,8 +3,10 @@
 `PrometheusHistory.fetch` asks Prometheus's HTTP API a fixed number of queries for all the endpoints
 on the page at once (each selector filtered by one `endpoint=~"a|b|..."` matcher), plus one per UTC
 day on which some endpoint was down (for its incidents), and builds an `EndpointHistory` for each.
-Every query reads recorded series or looks up single samples of the raw counters: none reads
-90 days of raw samples.
+The queries read recorded series or single samples of the raw counters at chosen moments; but
+Prometheus decodes a series' samples across a range query's whole span even to find one per step,
+so the probes per day (89 midnights) and the incident queries cost far more than the samples they
+return: bench/status_prometheus.py measures it.
 
 Figures (`exporter.history` defines the in-memory ones these stand for):
 
