@@ -215,7 +215,8 @@ def _finish(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planted]:
     tmp = tmp_path_factory.mktemp("prometheus-history")
-    now = float(math.floor(time.time() / HOUR) * HOUR - 2 * HOUR + 20 * 60)  # on the grid, 20 minutes into a slot
+    # 13:20 UTC yesterday: on the grid, 20 minutes into a slot, the open outage inside its day, whatever the time now.
+    now = float(math.floor(time.time() / DAY) * DAY - DAY + 13 * HOUR + 20 * 60)
     today = math.floor(now / DAY) * DAY
     first = float(today - 91 * DAY)
     series = (
