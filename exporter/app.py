@@ -36,6 +36,8 @@ from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
 from .status.build import build_page
+from .status.history_source import PrometheusHistorySource
+from .status.prometheus import PrometheusHistory
 from .status.serve import StatusPages
 from .status.view import PageView
 from .store import ResultStore
@@ -186,6 +188,9 @@ class Agent:
         # HISTORY_LIMIT endpoints on the page; the recorder feeds it.
         self._history = History(buckets=self._store.buckets)
         self._recorder = ResultRecorder(self._store, log, on_change=self._changed, history=self._history)
+        # With `status_page.prometheus_url`: the page's history from Prometheus, refreshed in the background.
+        self._prometheus_history: PrometheusHistorySource | None = None
+        self._prometheus_url: str | None = None
         self._unrendered: set[str] = set()
         self._renderer: asyncio.Task[None] | None = None
         self._scheduler: Scheduler | None = None  # probes in this process (workers: 0)
@@ -225,9 +230,37 @@ class Agent:
         config = self._config
         if config is None:  # not started yet
             return PageView(title="Status", now=time.time(), groups=())
+        source = self._prometheus_history
+        if source is None:
+            return build_page(
+                config, self._store.snapshot(), self._history.summaries(), time.time(), history_limit=HISTORY_LIMIT
+            )
+        names = [ep.name for group in config.status_page.arrange(config.probed) for ep in group.endpoints]
+        histories, note = source.current(names, self._history.summaries)
         return build_page(
-            config, self._store.snapshot(), self._history.summaries(), time.time(), history_limit=HISTORY_LIMIT
+            config,
+            self._store.snapshot(),
+            histories,
+            time.time(),
+            # Prometheus has every endpoint's history; the agent's own covers the first HISTORY_LIMIT.
+            history_limit=HISTORY_LIMIT if note is not None else len(names) + 1,
+            history_note=note,
         )
+
+    def _apply_prometheus_history(self, config: Config | None) -> None:
+        """Read the page's history from `status_page.prometheus_url` (a new client when it changed), or not."""
+        url = config.status_page.prometheus_url if config is not None else None
+        if url == self._prometheus_url:
+            return
+        if self._prometheus_history is not None:
+            self._prometheus_history.close()
+            self._prometheus_history = None
+        if url is not None:
+            assert config is not None
+            safe = config.status_page.safe_prometheus_url or ""
+            self._prometheus_history = PrometheusHistorySource(PrometheusHistory(url), log=self._log, url=safe)
+            self._log.info("status page history from Prometheus", prometheus=safe)
+        self._prometheus_url = url
 
     def placement(self) -> Placement:
         """This agent's vantage and shard, and how many endpoints it probes of those configured."""
@@ -374,6 +407,7 @@ class Agent:
             )
         self._workers = workers
         self._apply_host(config.host if config else HostConfig())
+        self._apply_prometheus_history(config)
         self._config = config
 
     def _yield_to_workers(self, on: bool) -> None:
@@ -482,6 +516,8 @@ class Agent:
             await self._scheduler.stop()
         await self._prober.aclose()
         await self._server.stop()
+        if self._prometheus_history is not None:
+            self._prometheus_history.close()
         if self._host is not None:
             self._host.close()
         self._log.info("upwatch stopped")

@@ -160,6 +160,8 @@ def prepare(args: argparse.Namespace, work: Path) -> list[Program]:
         command += ["--listen", f"127.0.0.1:{port}", "--log-format", "json"]
         # The agent's vantage in its environment too, for `${UPWATCH_VANTAGE}` in the config.
         env = {"UPWATCH_VANTAGE": vantage} if vantage is not None else {}
+        # The status page's history from the central Prometheus (`${UPWATCH_PROMETHEUS_URL}` in upwatch.yml).
+        env["UPWATCH_PROMETHEUS_URL"] = f"http://127.0.0.1:{args.prometheus_port}"
         programs.append(Program(name, command, f"http://127.0.0.1:{port}/-/ready", work, env))
 
     for i, port in enumerate(am_ports):
@@ -257,7 +259,9 @@ def main() -> None:
     parser.add_argument("--alertmanager-port", type=int, default=9093)
     parser.add_argument("--workdir", help="folder for configs, data and logs [default: a new temporary one]")
     parser.add_argument("--secrets", help="folder with slack_webhook_url and smtp_password [default: the examples]")
-    parser.add_argument("--retention", default="35d", help="Prometheus retention; 30-day uptime needs more than 30d")
+    parser.add_argument(
+        "--retention", default="100d", help="Prometheus retention; the status page's 90 daily bars need more than 90d"
+    )
     parser.add_argument("--prometheus-override", help="YAML merged over prometheus.yml (tests: short intervals)")
     parser.add_argument("--alertmanager-override", help="YAML merged over alertmanager.yml (tests: short intervals)")
     parser.add_argument("--ready-file", help="write the URLs here as JSON once everything is ready")

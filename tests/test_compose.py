@@ -429,11 +429,11 @@ def flags(name: str) -> dict[str, str]:
 
 
 def test_prometheus_runs_the_repository_config_and_rules() -> None:
-    """prometheus.yml and the targets/ and rules/ it names, 35 days of data, reloadable."""
+    """prometheus.yml and the targets/ and rules/ it names, 100 days of data, reloadable."""
     f = flags("prometheus")
     assert f["--config.file"] == "/etc/prometheus/prometheus.yml"
     assert f["--storage.tsdb.path"] == DATA_VOLUMES["prometheus"]
-    assert f["--storage.tsdb.retention.time"] == "35d"
+    assert f["--storage.tsdb.retention.time"] == "100d"
     assert "--web.enable-lifecycle" in f
     mounted = {target: m.source for target, m in binds("prometheus").items()}
     assert mounted == {

@@ -29,6 +29,7 @@ class Incident(NamedTuple):
     duration: float  # up to the summary's time while open
     reason: FailureReason | None  # of the failed probe that opened it
     message: str
+    vantage: str | None = None  # where it was seen, when read from Prometheus; None: this agent's own
 
 
 class Window(NamedTuple):

@@ -92,7 +92,7 @@ def build_page(
                         end=inc.end,
                         reason=str(inc.reason or ""),
                         message=inc.message,
-                        vantage=config.vantage,
+                        vantage=inc.vantage if inc.vantage is not None else config.vantage,
                     )
                     for inc in hist.incidents
                 ]

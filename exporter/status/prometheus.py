@@ -1,0 +1,454 @@
+"""The status page's history read from Prometheus: the same records as the agent's own history, from the bundle's rules.
+
+`PrometheusHistory.fetch` asks Prometheus's HTTP API a fixed number of queries for all the endpoints
+on the page at once (each selector filtered by one `endpoint=~"a|b|..."` matcher), plus one per UTC
+day on which some endpoint was down (for its incidents), and builds an `EndpointHistory` for each.
+The queries read recorded series or single samples of the raw counters at chosen moments; but
+Prometheus decodes a series' samples across a range query's whole span even to find one per step,
+so the probes per day (89 midnights) and the incident queries cost far more than the samples they
+return: bench/status_prometheus.py measures it.
+
+Figures (`exporter.history` defines the in-memory ones these stand for):
+
+- Windows 24 h, 7 d, 30 d: the recording rules at `now`. Down seconds are
+  `endpoint:upwatch_endpoint_downtime_seconds:increase1d`, `increase7d`, `increase30d`; the uptime
+  is `clamp(1 - down / w, 0, 1)`, the expression of `endpoint:upwatch_endpoint_uptime:ratio1d` ...;
+  the window is the rules' sliding one, `[now - w, now]`, and its known seconds all of `w`.
+  Probes and failures are differences of `upwatch_probes_total` between `now - w` and `now`.
+- Day bars: whole days from `endpoint:upwatch_endpoint_downtime_seconds:increase1d` at each UTC
+  midnight (the sample the rule recorded last before it, up to its 2-minute interval early);
+  today from the rule's expression over `[midnight, now]`. Probes and failures are differences
+  of `upwatch_probes_total` at the midnights. A day without probes has no uptime.
+- 90 d: the 90 bars taken together, down over known (there is no 90-day rule).
+- Response times: p50 and p95 per 30-minute slot, `histogram_quantile` of the differences of
+  `upwatch_probe_duration_seconds_bucket` between the slot's ends (every probe whose result was
+  scraped in the slot, from every vantage); the p50/p95 rules are 5-minute figures and their
+  quantiles do not add up to a slot's.
+- Incidents: from the state gauges. A day whose downtime rule is above 0 is read at
+  `INCIDENT_STEP` for the endpoints down that day: the values of
+  `upwatch_endpoint_state_since_timestamp_seconds` where they change, with the state they began,
+  are the incidents' starts (into `down`) and ends (out of it); the reason is that of the
+  `upwatch_probe_failures_total` counter that grew at the step the state turned `down`. An incident
+  that opened and closed between two scrapes is counted by the rules but not listed. Messages are
+  not in Prometheus: they are empty.
+
+Vantages: series are summed per `vantage` (the agents and shards of a vantage together), and the
+down seconds of an endpoint are those of the vantage that saw the least of them: one vantage
+that reached it while another did not shows it up, as `endpoint_vantages:upwatch_endpoint_uptime`
+does. Probes, failures and response times are those of all vantages; incidents are listed per
+vantage and say which. Without a `vantage` label all agents are one vantage.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from exporter.history import (
+    DAY,
+    DAYS_KEPT,
+    MAX_INCIDENTS,
+    SLOT,
+    SLOTS_KEPT,
+    DayBar,
+    EndpointHistory,
+    Incident,
+    ResponseSlot,
+    Window,
+)
+from exporter.results import FailureReason
+
+DEFAULT_TIMEOUT = 2.0  # seconds, per query
+INCIDENT_STEP = 15  # seconds: the bundle's scrape interval; transitions closer than this may merge
+PARALLEL_QUERIES = 4
+
+_WINDOWS = (("1d", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
+_REASONS = {reason.value: reason for reason in FailureReason}
+
+
+class PrometheusError(Exception):
+    """Prometheus did not give a usable answer; the message is short and safe to show on the page."""
+
+
+def _promql_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def endpoint_matcher(names: Iterable[str]) -> str:
+    """The label matcher of these endpoints, for a PromQL selector's braces."""
+    return "endpoint=~" + _promql_string("|".join(re.escape(name) for name in sorted(names)))
+
+
+def _duration(seconds: float) -> str:
+    """A PromQL duration of whole milliseconds (at least 1 ms)."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _difference(metric: str, sel: str, seconds: float) -> str:
+    """The growth of a counter over the last `seconds`, from two samples: a reset counts from 0."""
+    d = _duration(seconds)
+    return f"(({metric}{{{sel}}} - {metric}{{{sel}}} offset {d}) >= 0 or {metric}{{{sel}}})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
+class PrometheusHistory:
+    """Reads the histories of endpoints from a Prometheus (its HTTP API), as the rules record them."""
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None):
+        parsed = httpx.URL(url)
+        auth = None
+        if parsed.username or parsed.password:
+            auth = httpx.BasicAuth(parsed.username, parsed.password)
+            parsed = parsed.copy_with(username=None, password=None)
+        self._client = httpx.Client(
+            base_url=str(parsed).rstrip("/"),
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=PARALLEL_QUERIES),
+        )
+        self._pool = ThreadPoolExecutor(PARALLEL_QUERIES, thread_name_prefix="upwatch-prometheus")
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    # Queries
+
+    def _query(self, path: str, params: dict[str, str]) -> list[_Series]:
+        try:
+            response = self._client.post(f"/api/v1/{path}", data=params)
+        except httpx.TimeoutException:
+            raise PrometheusError(f"no answer within {self._client.timeout.read:g} s") from None
+        except httpx.HTTPError as exc:
+            raise PrometheusError(_short(str(exc) or type(exc).__name__)) from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise PrometheusError(f"HTTP {response.status_code}, not a Prometheus answer") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else None
+            raise PrometheusError(f"HTTP {response.status_code}: {_short(str(error or 'not a Prometheus answer'))}")
+        try:
+            data = body["data"]
+            out = []
+            for item in data["result"]:
+                if "values" in item:
+                    points = [(float(t), float(v)) for t, v in item["values"]]
+                else:
+                    t, v = item["value"]
+                    points = [(float(t), float(v))]
+                out.append(_Series(dict(item["metric"]), points))
+        except (KeyError, TypeError, ValueError):
+            raise PrometheusError("not a Prometheus answer: unexpected JSON") from None
+        return out
+
+    def instant(self, expr: str, at: float) -> list[_Series]:
+        """`/api/v1/query` at `at`."""
+        return self._query("query", {"query": expr, "time": f"{at:.3f}"})
+
+    def range(self, expr: str, start: float, end: float, step: float) -> list[_Series]:
+        """`/api/v1/query_range` from `start` to `end` every `step` seconds."""
+        return self._query(
+            "query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        )
+
+    # The figures
+
+    def fetch(self, names: Sequence[str], now: float) -> dict[str, EndpointHistory]:
+        """The history of each named endpoint as of `now` (those Prometheus knows nothing of get empty ones)."""
+        if not names:
+            return {}
+        sel = endpoint_matcher(names)
+        today = math.floor(now / DAY) * DAY
+        first_day = today - (DAYS_KEPT - 1) * DAY
+        midnights = (first_day + DAY, today)  # the ends of the whole days shown
+        into_today = now - today
+        first_slot = (math.floor(now / SLOT) - SLOTS_KEPT + 1) * SLOT
+        current_slot = first_slot + (SLOTS_KEPT - 1) * SLOT
+        down_rule = "endpoint:upwatch_endpoint_downtime_seconds:increase"
+        by_vantage = "sum by (endpoint, vantage)"
+        since_midnight = _duration(into_today)
+        jobs: dict[str, Callable[[], list[_Series]]] = {
+            "day_down": lambda: self.range(f"{by_vantage} ({down_rule}1d{{{sel}}})", *midnights, DAY),
+            "day_probes": lambda: self.range(
+                f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, DAY)})", *midnights, DAY
+            ),
+            "today": lambda: self.instant(
+                _tagged(
+                    f"{by_vantage} (increase(upwatch_endpoint_downtime_seconds_total{{{sel}}}[{since_midnight}]))",
+                    "f",
+                    "down",
+                )
+                + " or "
+                + _tagged(
+                    f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, into_today)})", "f", "probes"
+                ),
+                now,
+            ),
+            "windows": lambda: self.instant(
+                " or ".join(
+                    _tagged(f"{by_vantage} ({down_rule}{w}{{{sel}}})", "w", w)
+                    + " or "
+                    + _tagged(f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, s)})", "w", w)
+                    for w, s in _WINDOWS
+                ),
+                now,
+            ),
+            "slots": lambda: self.range(_slot_expr(sel, SLOT), first_slot + SLOT, current_slot, SLOT),
+            "current_slot": lambda: (
+                self.instant(_slot_expr(sel, now - current_slot), now) if now > current_slot else []
+            ),
+            "open": lambda: self.instant(_state_expr(sel, "down"), now),
+        }
+        futures = {key: self._pool.submit(job) for key, job in jobs.items()}
+        got = {key: future.result() for key, future in futures.items()}
+
+        down_days: dict[float, set[str]] = defaultdict(set)  # day start -> endpoints down that day
+        for s in got["day_down"]:
+            for t, v in s.points:
+                if v > 0:
+                    down_days[t - DAY].add(s.labels.get("endpoint", ""))
+        for s in got["today"]:
+            if s.labels.get("f") == "down" and s.points[0][1] > 0:
+                down_days[today].add(s.labels.get("endpoint", ""))
+        incident_futures = [
+            self._pool.submit(self._transitions, endpoint_matcher(eps), day, min(day + DAY, now))
+            for day, eps in sorted(down_days.items())
+        ]
+        transitions = [series for future in incident_futures for series in future.result()]
+        return _assemble(names, now, got, transitions)
+
+    def _transitions(self, sel: str, start: float, end: float) -> list[_Series]:
+        """The state changes and the failure reasons at those into `down` of these endpoints in [start, end]."""
+        step = _duration(INCIDENT_STEP)
+        since = f"upwatch_endpoint_state_since_timestamp_seconds{{{sel}}}"
+        unchanged = f"({since} == {since} offset {step})"
+        changes = f"({_state_expr(sel, None)} unless ignoring (state) {unchanged})"
+        into_down = f"({_state_expr(sel, 'down')} unless ignoring (state) {unchanged})"
+        grown = _difference("upwatch_probe_failures_total", sel, INCIDENT_STEP)
+        reasons = f"({grown} > 0 and ignoring (reason, state) {into_down})"
+        # From a little before the day: a transition just before midnight the day's rule sample may
+        # have missed lands in the next day's.
+        return self.range(f"{changes} or {reasons}", start - 5 * 60, end, INCIDENT_STEP)
+
+
+def _tagged(expr: str, label: str, value: str) -> str:
+    """The expression's series with one more label, to tell the parts of one query apart."""
+    return f'label_replace({expr}, "{label}", "{value}", "", "")'
+
+
+def _state_expr(sel: str, state: str | None) -> str:
+    """When the current state began, labelled with that state (`state` alone, when given)."""
+    only = f', state="{state}"' if state else ""
+    return (
+        f"upwatch_endpoint_state_since_timestamp_seconds{{{sel}}}"
+        f" * ignoring (state) group_left (state) (upwatch_endpoint_state{{{sel}{only}}} == 1)"
+    )
+
+
+def _slot_expr(sel: str, seconds: float) -> str:
+    """p50, p95 (label `q`) and probes (no `q`) of the last `seconds`, per endpoint, from the histogram."""
+    buckets = f"sum by (endpoint, le) ({_difference('upwatch_probe_duration_seconds_bucket', sel, seconds)})"
+    count = f"sum by (endpoint) ({_difference('upwatch_probe_duration_seconds_count', sel, seconds)})"
+    return (
+        f"{_tagged(f'histogram_quantile(0.5, {buckets})', 'q', '0.5')}"
+        f" or {_tagged(f'histogram_quantile(0.95, {buckets})', 'q', '0.95')}"
+        f" or {count}"
+    )
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _uptime(down: float, known: float) -> float | None:
+    if known <= 0:
+        return None
+    return min(1.0, max(0.0, 1 - down / known))
+
+
+def _least_down(per_vantage: Mapping[str | None, float]) -> float:
+    return min(per_vantage.values()) if per_vantage else 0.0
+
+
+def _assemble(
+    names: Sequence[str], now: float, got: Mapping[str, list[_Series]], transitions: list[_Series]
+) -> dict[str, EndpointHistory]:
+    """The records of every endpoint from the answers of `fetch`'s queries."""
+    wanted = set(names)
+    today = math.floor(now / DAY) * DAY
+    first_day = today - (DAYS_KEPT - 1) * DAY
+    day_starts = [float(first_day + i * DAY) for i in range(DAYS_KEPT)]
+    index = {start: i for i, start in enumerate(day_starts)}
+
+    def nested() -> defaultdict[str, Any]:
+        return defaultdict(lambda: defaultdict(float))
+
+    # endpoint -> day index -> vantage -> down seconds; endpoint -> day index -> result -> probes
+    day_down: defaultdict[str, Any] = defaultdict(nested)
+    day_probes: defaultdict[str, Any] = defaultdict(nested)
+    for s in got["day_down"]:
+        for t, v in s.points:
+            if (t - DAY) in index:
+                day_down[s.labels.get("endpoint", "")][index[t - DAY]][s.labels.get("vantage")] += v
+    for s in got["day_probes"]:
+        for t, v in s.points:
+            if (t - DAY) in index:
+                day_probes[s.labels.get("endpoint", "")][index[t - DAY]][s.labels.get("result", "")] += v
+    last = DAYS_KEPT - 1
+    for s in got["today"]:
+        ep, v = s.labels.get("endpoint", ""), s.points[0][1]
+        if s.labels.get("f") == "down":
+            day_down[ep][last][s.labels.get("vantage")] += v
+        else:
+            day_probes[ep][last][s.labels.get("result", "")] += v
+    windows: defaultdict[str, Any] = defaultdict(nested)  # endpoint -> window -> vantage -> down
+    window_probes: defaultdict[str, Any] = defaultdict(nested)  # endpoint -> window -> result -> probes
+    for s in got["windows"]:
+        ep, w, v = s.labels.get("endpoint", ""), s.labels.get("w", ""), s.points[0][1]
+        if "result" in s.labels:
+            window_probes[ep][w][s.labels["result"]] += v
+        else:
+            windows[ep][w][s.labels.get("vantage")] += v
+    slots: defaultdict[str, dict[float, list[float | None]]] = defaultdict(dict)  # endpoint -> start -> [n, p50, p95]
+    for key, end_of in (("slots", None), ("current_slot", now)):
+        for s in got[key]:
+            ep, q = s.labels.get("endpoint", ""), s.labels.get("q")
+            for t, v in s.points:
+                start = float(math.floor((t if end_of is None else end_of) / SLOT) * SLOT) - (
+                    SLOT if end_of is None else 0
+                )
+                row = slots[ep].setdefault(start, [0.0, None, None])
+                if q is None:
+                    row[0] = v
+                elif math.isfinite(v):
+                    row[1 if q == "0.5" else 2] = round(v, 6)
+    incidents = _incidents(transitions, got["open"], now, first_day)
+
+    first_slot = float((math.floor(now / SLOT) - SLOTS_KEPT + 1) * SLOT)
+    slot_starts = [first_slot + i * SLOT for i in range(SLOTS_KEPT)]
+    out = {}
+    for name in names:
+        if name not in wanted:
+            continue
+        shown = incidents.get(name, [])
+        bars = []
+        for i, start in enumerate(day_starts):
+            probes = day_probes[name][i]
+            n, failed = probes.get("success", 0.0) + probes.get("failure", 0.0), probes.get("failure", 0.0)
+            down = _least_down(day_down[name][i])
+            end = start + DAY if start + DAY < now else now
+            overlapping = tuple(inc for inc in shown if inc.start < end and (inc.end is None or inc.end > start))
+            bars.append(
+                DayBar(start, round(n), round(failed), down, _uptime(down, end - start) if n else None, overlapping)
+            )
+        window_list = []
+        for w, length in _WINDOWS:
+            down = _least_down(windows[name][w])
+            probes = window_probes[name][w]
+            n, failed = probes.get("success", 0.0) + probes.get("failure", 0.0), probes.get("failure", 0.0)
+            window_list.append(
+                Window(now - length, float(length), down, round(n), round(failed), _uptime(down, length))
+            )
+        known = sum((b.start + DAY if b.start + DAY < now else now) - b.start for b in bars if b.probes)
+        down90 = sum(b.down_seconds for b in bars if b.probes)
+        last_90d = Window(
+            day_starts[0],
+            known,
+            down90,
+            sum(b.probes for b in bars),
+            sum(b.failures for b in bars),
+            _uptime(down90, known),
+        )
+        response = []
+        for start in slot_starts:
+            cell = slots[name].get(start)
+            n = round(cell[0] or 0) if cell is not None else 0
+            response.append(
+                ResponseSlot(start, n, cell[1], cell[2])
+                if cell is not None and n
+                else ResponseSlot(start, 0, None, None)
+            )
+        out[name] = EndpointHistory(
+            name,
+            now,
+            window_list[0],
+            window_list[1],
+            window_list[2],
+            last_90d,
+            tuple(bars),
+            tuple(response),
+            tuple(shown),
+        )
+    return out
+
+
+def _incidents(
+    transitions: list[_Series], open_now: list[_Series], now: float, first_day: float
+) -> dict[str, list[Incident]]:
+    """The incidents of each endpoint, oldest first, from the state changes and failure reasons read."""
+    # (endpoint, vantage, the series' other labels) -> {since value: state}, and -> [(time, reason, growth)]
+    changes: defaultdict[tuple[str, str | None, tuple[tuple[str, str], ...]], dict[float, str]] = defaultdict(dict)
+    reasons: defaultdict[tuple[str, str | None, tuple[tuple[str, str], ...]], list[tuple[float, str, float]]]
+    reasons = defaultdict(list)
+
+    def key(labels: Mapping[str, str]) -> tuple[str, str | None, tuple[tuple[str, str], ...]]:
+        rest = tuple(sorted((k, v) for k, v in labels.items() if k not in ("state", "reason", "__name__")))
+        return labels.get("endpoint", ""), labels.get("vantage"), rest
+
+    for s in transitions:
+        if "state" in s.labels:
+            for _, since in s.points:
+                changes[key(s.labels)][since] = s.labels["state"]
+        elif "reason" in s.labels:
+            reasons[key(s.labels)] += [(t, s.labels["reason"], v) for t, v in s.points]
+    for s in open_now:  # down now: its start even if it is older than the days read
+        changes[key(s.labels)].setdefault(s.points[0][1], "down")
+
+    out: defaultdict[str, list[Incident]] = defaultdict(list)
+    for k, by_since in changes.items():
+        endpoint, vantage, _ = k
+        start: float | None = None
+        for since in sorted(by_since):
+            state = by_since[since]
+            if state == "down" and start is None:
+                start = since
+            elif state != "down" and start is not None:
+                if since > first_day:
+                    out[endpoint].append(_incident(start, since, now, _reason(reasons[k], start), vantage))
+                start = None
+        if start is not None:
+            out[endpoint].append(_incident(start, None, now, _reason(reasons[k], start), vantage))
+    return {ep: sorted(incs, key=lambda inc: inc.start)[-MAX_INCIDENTS:] for ep, incs in out.items()}
+
+
+def _incident(
+    start: float, end: float | None, now: float, reason: FailureReason | None, vantage: str | None
+) -> Incident:
+    duration = (end if end is not None else max(now, start)) - start
+    return Incident(start, end, round(duration, 3), reason, "", vantage)
+
+
+def _reason(found: list[tuple[float, str, float]], start: float) -> FailureReason | None:
+    """The reason whose failures grew most at the first step the incident starting at `start` was seen."""
+    after = [(t, -growth, reason) for t, reason, growth in found if t >= start]
+    if not after:
+        return None
+    first = min(t for t, _, _ in after)
+    _, _, reason = min(item for item in after if item[0] == first)
+    return _REASONS.get(reason)
