@@ -2333,3 +2333,12 @@ def test_shards_split_the_endpoints_without_overlap_and_a_new_shard_moves_about_
     moved = sum(1 for i, part in enumerate(three) for name in part if name not in four[i])
     assert 50 <= moved <= 100  # about a quarter of 300, all of them onto the new shard
     assert moved == len(four[3])
+
+
+def test_an_empty_prometheus_url_is_the_agent_s_own_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`${VAR:-}` with VAR unset or empty leaves the page on the agent's own history, as without the key."""
+    text = "status_page:\n  prometheus_url: ${UPWATCH_PROMETHEUS_URL:-}\nendpoints: []\n"
+    monkeypatch.delenv("UPWATCH_PROMETHEUS_URL", raising=False)
+    assert parse_config(text).status_page.prometheus_url is None
+    monkeypatch.setenv("UPWATCH_PROMETHEUS_URL", "http://127.0.0.1:9090")
+    assert parse_config(text).status_page.prometheus_url == "http://127.0.0.1:9090"

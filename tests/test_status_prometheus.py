@@ -534,3 +534,38 @@ def test_a_broken_answer_is_the_reason_in_the_note(status: int, body: bytes, rea
     finally:
         source.close()
         server.stop()
+
+
+class _Counting(httpx.HTTPTransport):
+    """A real transport that notes the PromQL of every query it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.queries.append(httpx.QueryParams(request.content.decode()).get("query", ""))
+        return super().handle_request(request)
+
+
+def test_whole_days_and_closed_slots_are_read_once(planted: Planted, fetched: dict[str, Any]) -> None:
+    """A reader keeps what can no longer change: its refreshes ask only for the current figures."""
+    transport = _Counting()
+    reader = PrometheusHistory(planted.url, transport=transport)
+    names = ["alpha", "beta", "gamma", "nowhere"]
+    try:
+        first = reader.fetch(names, planted.now)
+        assert len(transport.queries) >= 89 + 47  # every whole day and closed slot
+        assert first == fetched
+        transport.queries.clear()
+        again = reader.fetch(names, planted.now + 60)
+        # today, the windows, the current slot, who is down now, and today's state changes (beta is down)
+        assert len(transport.queries) == 5, transport.queries
+        for name in names:
+            assert again[name].days[:-1] == first[name].days[:-1]
+            assert again[name].response_times[:-1] == first[name].response_times[:-1]
+        transport.queries.clear()
+        reader.fetch(["alpha"], planted.now)  # other endpoints: nothing kept is theirs
+        assert len(transport.queries) >= 89 + 47
+    finally:
+        reader.close()

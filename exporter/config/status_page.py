@@ -198,8 +198,17 @@ class StatusPage(StrictModel):
     description: PageText | None = Field(default=None, description="text under the title")
     prometheus_url: BaseUrl | None = Field(
         default=None,
-        description="Prometheus to read uptime history from: http://prometheus:9090 (user:password@ for basic auth)",
+        description=(
+            "Prometheus to read uptime history from: http://prometheus:9090 (user:password@ for basic auth);"
+            " empty, as ${VAR:-} gives, or absent: the agent's own history"
+        ),
     )
+
+    @field_validator("prometheus_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # So that `prometheus_url: ${UPWATCH_PROMETHEUS_URL:-}` reads from Prometheus only where it is set.
+        return None if isinstance(value, str) and not value.strip() else value
     show_details: bool = Field(
         default=False, description="show URLs, status codes, response times and failure reasons, not only states"
     )

@@ -47,6 +47,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -68,6 +69,9 @@ from exporter.results import FailureReason
 DEFAULT_TIMEOUT = 2.0  # seconds, per query
 INCIDENT_STEP = 15  # seconds: the bundle's scrape interval; transitions closer than this may merge
 PARALLEL_QUERIES = 4
+# A day or a slot is read once it has ended this long ago and kept from then on: by then the rules have
+# been evaluated past its end and remote-written samples of every vantage have arrived.
+SETTLE = 10 * 60
 
 _WINDOWS = (("1d", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
 _REASONS = {reason.value: reason for reason in FailureReason}
@@ -103,6 +107,15 @@ class _Series:
     points: list[tuple[float, float]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """What one whole day's queries answered: final once the day has ended and settled."""
+
+    down: list[_Series]  # the downtime rule at the next midnight, per endpoint and vantage
+    probes: list[_Series]  # probes by result
+    transitions: list[_Series]  # state changes of the endpoints down that day (see _transitions)
+
+
 class PrometheusHistory:
     """Reads the histories of endpoints from a Prometheus (its HTTP API), as the rules record them."""
 
@@ -120,6 +133,10 @@ class PrometheusHistory:
             limits=httpx.Limits(max_connections=PARALLEL_QUERIES),
         )
         self._pool = ThreadPoolExecutor(PARALLEL_QUERIES, thread_name_prefix="upwatch-prometheus")
+        # What is kept of the endpoints matched by _sel: whole days and closed slots, by their start.
+        self._sel = ""
+        self._days: dict[float, _Day] = {}
+        self._slots: dict[float, list[_Series]] = {}
 
     def close(self) -> None:
         """Close the connections."""
@@ -169,68 +186,122 @@ class PrometheusHistory:
     # The figures
 
     def fetch(self, names: Sequence[str], now: float) -> dict[str, EndpointHistory]:
-        """The history of each named endpoint as of `now` (those Prometheus knows nothing of get empty ones)."""
+        """The history of each named endpoint as of `now` (those Prometheus knows nothing of get empty ones).
+
+        Whole days and closed slots are read once each and kept (see the module's docstring): a
+        first call reads the 89 days and 47 slots, later ones only what is new and the current figures.
+        """
         if not names:
             return {}
         sel = endpoint_matcher(names)
+        if sel != self._sel:  # other endpoints: what is kept is not theirs
+            self._sel, self._days, self._slots = sel, {}, {}
         today = math.floor(now / DAY) * DAY
         first_day = today - (DAYS_KEPT - 1) * DAY
-        midnights = (first_day + DAY, today)  # the ends of the whole days shown
         into_today = now - today
         first_slot = (math.floor(now / SLOT) - SLOTS_KEPT + 1) * SLOT
         current_slot = first_slot + (SLOTS_KEPT - 1) * SLOT
-        down_rule = "endpoint:upwatch_endpoint_downtime_seconds:increase"
+        self._days = {day: kept for day, kept in self._days.items() if day >= first_day}
+        self._slots = {slot: kept for slot, kept in self._slots.items() if slot >= first_slot}
         by_vantage = "sum by (endpoint, vantage)"
         since_midnight = _duration(into_today)
-        jobs: dict[str, Callable[[], list[_Series]]] = {
-            "day_down": lambda: self.range(f"{by_vantage} ({down_rule}1d{{{sel}}})", *midnights, DAY),
-            "day_probes": lambda: self.range(
-                f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, DAY)})", *midnights, DAY
-            ),
-            "today": lambda: self.instant(
-                _tagged(
-                    f"{by_vantage} (increase(upwatch_endpoint_downtime_seconds_total{{{sel}}}[{since_midnight}]))",
-                    "f",
-                    "down",
-                )
-                + " or "
-                + _tagged(
-                    f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, into_today)})", "f", "probes"
-                ),
-                now,
-            ),
-            "windows": lambda: self.instant(
-                " or ".join(
-                    _tagged(f"{by_vantage} ({down_rule}{w}{{{sel}}})", "w", w)
-                    + " or "
-                    + _tagged(f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, s)})", "w", w)
-                    for w, s in _WINDOWS
-                ),
-                now,
-            ),
-            "slots": lambda: self.range(_slot_expr(sel, SLOT), first_slot + SLOT, current_slot, SLOT),
-            "current_slot": lambda: (
-                self.instant(_slot_expr(sel, now - current_slot), now) if now > current_slot else []
-            ),
-            "open": lambda: self.instant(_state_expr(sel, "down"), now),
+        jobs: dict[Any, Callable[[], Any]] = {
+            ("day", day): partial(self._day, sel, day)
+            for day in (first_day + i * DAY for i in range(DAYS_KEPT - 1))
+            if day not in self._days
         }
-        futures = {key: self._pool.submit(job) for key, job in jobs.items()}
-        got = {key: future.result() for key, future in futures.items()}
+        slot_expr = _slot_expr(sel, SLOT)
+        jobs.update(
+            {
+                ("slot", slot): partial(self.instant, slot_expr, slot + SLOT)
+                for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1))
+                if slot not in self._slots
+            }
+        )
+        jobs["today"] = lambda: self.instant(
+            _tagged(
+                f"{by_vantage} (increase(upwatch_endpoint_downtime_seconds_total{{{sel}}}[{since_midnight}]))",
+                "f",
+                "down",
+            )
+            + " or "
+            + _tagged(
+                f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, into_today)})", "f", "probes"
+            ),
+            now,
+        )
+        jobs["windows"] = lambda: self.instant(
+            " or ".join(
+                _tagged(f"{by_vantage} (endpoint:upwatch_endpoint_downtime_seconds:increase{w}{{{sel}}})", "w", w)
+                + " or "
+                + _tagged(f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, s)})", "w", w)
+                for w, s in _WINDOWS
+            ),
+            now,
+        )
+        jobs["current_slot"] = lambda: (
+            self.instant(_slot_expr(sel, now - current_slot), now) if now > current_slot else []
+        )
+        jobs["open"] = lambda: self.instant(_state_expr(sel, "down"), now)
+        got = self._run(jobs, now)
 
-        down_days: dict[float, set[str]] = defaultdict(set)  # day start -> endpoints down that day
-        for s in got["day_down"]:
-            for t, v in s.points:
-                if v > 0:
-                    down_days[t - DAY].add(s.labels.get("endpoint", ""))
-        for s in got["today"]:
-            if s.labels.get("f") == "down" and s.points[0][1] > 0:
-                down_days[today].add(s.labels.get("endpoint", ""))
-        incident_futures = [
-            self._pool.submit(self._transitions, endpoint_matcher(eps), day, min(day + DAY, now))
-            for day, eps in sorted(down_days.items())
-        ]
-        transitions = [series for future in incident_futures for series in future.result()]
-        return _assemble(names, now, got, transitions)
+        days = [self._days.get(day) or got[("day", day)] for day in (first_day + i * DAY for i in range(DAYS_KEPT - 1))]
+        down_today = {
+            s.labels.get("endpoint", "") for s in got["today"] if s.labels.get("f") == "down" and s.points[0][1] > 0
+        }
+        transitions = [series for day in days for series in day.transitions]
+        if down_today:
+            transitions += self._transitions(endpoint_matcher(down_today), today, now)
+        answers = {
+            "day_down": [series for day in days for series in day.down],
+            "day_probes": [series for day in days for series in day.probes],
+            "slots": [
+                series
+                for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1))
+                for series in (self._slots[slot] if slot in self._slots else got[("slot", slot)])
+            ],
+            **{key: got[key] for key in ("today", "windows", "current_slot", "open")},
+        }
+        return _assemble(names, now, answers, transitions)
+
+    def _run(self, jobs: Mapping[Any, Callable[[], Any]], now: float) -> dict[Any, Any]:
+        """Run the jobs, PARALLEL_QUERIES at a time; keep the days and slots that are final, even if another fails."""
+        futures = {key: self._pool.submit(job) for key, job in jobs.items()}
+        got, failure = {}, None
+        for key, future in futures.items():
+            try:
+                got[key] = future.result()
+            except PrometheusError as exc:
+                failure = failure or exc
+                continue
+            if isinstance(key, tuple):
+                kind, start = key
+                if kind == "day" and start + DAY + SETTLE <= now:
+                    self._days[start] = got[key]
+                elif kind == "slot" and start + SLOT + SETTLE <= now:
+                    self._slots[start] = got[key]
+        if failure is not None:
+            raise failure
+        return got
+
+    def _day(self, sel: str, day: float) -> _Day:
+        """One whole UTC day: its down seconds by vantage, probes by result, and state changes if any was down."""
+        end = day + DAY
+        answer = self.instant(
+            _tagged(
+                f"sum by (endpoint, vantage) (endpoint:upwatch_endpoint_downtime_seconds:increase1d{{{sel}}})",
+                "f",
+                "down",
+            )
+            + " or "
+            + _tagged(f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, DAY)})", "f", "probes"),
+            end,
+        )
+        down = [s for s in answer if s.labels.get("f") == "down"]
+        probes = [s for s in answer if s.labels.get("f") == "probes"]
+        were_down = {s.labels.get("endpoint", "") for s in down if s.points[0][1] > 0}
+        transitions = self._transitions(endpoint_matcher(were_down), day, end) if were_down else []
+        return _Day(down, probes, transitions)
 
     def _transitions(self, sel: str, start: float, end: float) -> list[_Series]:
         """The state changes and the failure reasons at those into `down` of these endpoints in [start, end]."""
