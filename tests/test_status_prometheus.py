@@ -569,3 +569,92 @@ def test_whole_days_and_closed_slots_are_read_once(planted: Planted, fetched: di
         assert len(transport.queries) >= 89 + 47
     finally:
         reader.close()
+
+
+# The page itself, in a real browser, from this Prometheus's history
+
+_READ_BARS = """() => {
+  const out = {};
+  for (const li of document.querySelectorAll("li.ep")) {
+    const days = new Array(90).fill(null);
+    const svg = li.querySelector("svg");
+    for (const rect of svg.querySelectorAll("rect"))
+      days[Number(rect.getAttribute("x")) / 5] = rect.getAttribute("class");
+    for (const path of svg.querySelectorAll("path"))
+      for (const m of path.getAttribute("d").matchAll(/M(\\d+) 0/g))
+        days[Number(m[1]) / 5] = path.getAttribute("class");
+    const uptimes = {};
+    for (const div of li.querySelectorAll("dl.up > div"))
+      uptimes[div.querySelector("dt").textContent.trim()] = div.querySelector("dd").textContent.trim();
+    out[li.querySelector("h3").textContent.trim()] = { days, uptimes };
+  }
+  return {
+    banner: document.querySelector("section[role=status]").textContent.trim(),
+    endpoints: out,
+    scrollWidth: document.documentElement.scrollWidth,
+  };
+}"""
+
+
+def _classes(down: float, known: float) -> set[str]:
+    """The bar classes a day down `down` of `known` seconds may have: the planted figure give or take SLACK."""
+    out = set()
+    for d in (max(down - SLACK, 0.0), down, down + SLACK):
+        uptime = 1 - d / known
+        out.add("d-ok" if d == 0 else "d-minor" if uptime >= 0.99 else "d-partial" if uptime >= 0.95 else "d-major")
+    return out if down > 0 else {"d-ok"}
+
+
+def test_the_page_from_prometheus_in_chromium(planted: Planted, fetched: dict[str, Any]) -> None:
+    """Chromium shows the planted history: the banner, every uptime and the colour of every day's bar."""
+    from browsing import ARTIFACTS, chromium
+
+    from exporter.config import parse_config
+    from exporter.results import ProbeResult
+    from exporter.status.build import build_page
+    from exporter.status.page import render_page
+    from exporter.store import ResultStore
+
+    names = ["alpha", "beta", "gamma"]
+    config = parse_config(
+        "status_page: {title: Known history}\nendpoints:\n"
+        + "".join(f"  - {{name: {n}, url: 'http://127.0.0.1:9/{n}', failure_threshold: 1}}\n" for n in names)
+    )
+    store = ResultStore(clock=lambda: planted.now)
+    store.sync(config.probed)
+    for name in names:  # the agent's own states: beta down (its open outage), the others up
+        down = name == "beta"
+        reason = FailureReason.CONNECT if down else None
+        store.record(ProbeResult(name, not down, planted.now - 1, 0.01, reason, "refused" if down else ""))
+    view = build_page(config, store.snapshot(), fetched, planted.now, history_limit=10)
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 375, "height": 800}, java_script_enabled=False)
+        try:
+            page = context.new_page()
+            page.set_content(render_page(view))
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "status-prometheus-known.png"), full_page=True)
+            shown = page.evaluate(_READ_BARS)
+        finally:
+            context.close()
+
+    assert shown["banner"] == "Partial outage" and shown["scrollWidth"] <= 375
+    today = math.floor(planted.now / DAY) * DAY
+    for name in names:
+        views = planted.of(name)
+        days = shown["endpoints"][name]["days"]
+        for i, cls in enumerate(days):
+            start = today - (89 - i) * DAY
+            end = min(start + DAY, planted.now)
+            if end <= planted.first:
+                assert cls == "d-none", (name, i)
+                continue
+            down = min(s.down_seconds(start, end) for s in views)  # the vantage that saw the least
+            assert cls in _classes(down, end - max(start, planted.first)), (name, i, cls, down)
+        for label, seconds in (("24 h", DAY), ("7 days", 7 * DAY), ("30 days", 30 * DAY)):
+            down = min(s.down_seconds(planted.now - seconds, planted.now) for s in views)
+            text = shown["endpoints"][name]["uptimes"][label]
+            assert text.endswith("%"), (name, label, text)
+            assert float(text[:-1]) == pytest.approx(100 * (1 - down / seconds), abs=100 * SLACK / seconds + 0.01)
+    assert sum(cls != "d-ok" for cls in shown["endpoints"]["alpha"]["days"] if cls != "d-none") == 0
+    assert shown["endpoints"]["beta"]["days"][-41] == "d-major"  # 2 hours down: 91.7 %
