@@ -24,6 +24,7 @@ import argparse
 import gzip
 import math
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -154,6 +155,18 @@ def _timed(runs: int, what: Callable[[], object]) -> tuple[list[float], object]:
     return times, result
 
 
+_MATCHER = re.compile(r'endpoint=~"[^"]*"')
+
+
+def _slowest(what: str, timings: list[tuple[float, str]] | None, count: int = 6) -> None:
+    """The queries that took longest, and how long all took together."""
+    timings = sorted(timings or [], reverse=True)
+    print(f"{what}: {len(timings)} queries, {sum(t for t, _ in timings):.2f} s in all; the slowest:")
+    for seconds, query in timings[:count]:
+        shown = _MATCHER.sub('endpoint=~"…"', query)[:110]
+        print(f"  {seconds * 1000:7.1f} ms  {shown}")
+
+
 def _figures(times: list[float]) -> str:
     ordered = sorted(times)
     p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
@@ -255,12 +268,16 @@ def main() -> None:
                 fresh = PrometheusHistory(url, timeout=300)
                 t0 = time.perf_counter()
                 fresh.fetch(names, now)
-                firsts.append(time.perf_counter() - t0)
+                firsts.append((time.perf_counter() - t0) * 1000)
                 fresh.close()
             # ... the refreshes after it only the current figures.
             reader = PrometheusHistory(url, timeout=300)
+            reader.timings = []
             reader.fetch(names, now)
+            _slowest("first read", reader.timings)
+            reader.timings = []
             fetches, histories = _timed(args.runs, lambda: reader.fetch(names, now))
+            _slowest("refreshes", reader.timings)
             assert isinstance(histories, dict)
             builds, view = _timed(
                 args.runs, lambda: build_page(config, snapshot, histories, now, history_limit=len(names) + 1)

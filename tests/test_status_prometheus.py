@@ -658,3 +658,17 @@ def test_the_page_from_prometheus_in_chromium(planted: Planted, fetched: dict[st
             assert float(text[:-1]) == pytest.approx(100 * (1 - down / seconds), abs=100 * SLACK / seconds + 0.01)
     assert sum(cls != "d-ok" for cls in shown["endpoints"]["alpha"]["days"] if cls != "d-none") == 0
     assert shown["endpoints"]["beta"]["days"][-41] == "d-major"  # 2 hours down: 91.7 %
+
+
+def test_the_endpoint_matcher_is_a_set_of_literals() -> None:
+    """Only RE2's meta characters are escaped (Prometheus then looks names up in a set); each matches itself alone."""
+    from exporter.status.prometheus import endpoint_matcher
+
+    names = ["service-0001", "a.b", "x|y", "q\\z", "m(n)", 'é ok/"quote"', "[x]", "^a$", "a+b*c?", "{1}"]
+    promql = endpoint_matcher(names)
+    assert promql.startswith('endpoint=~"') and "\\-" not in promql
+    pattern = promql[len('endpoint=~"') : -1].replace('\\"', '"').replace("\\\\", "\\")  # the PromQL string's value
+    for name in names:
+        assert re.fullmatch(pattern, name), name
+    for other in ["service-0002", "axb", "x", "qz", "mn", "x]", "a", "ab", "1"]:
+        assert not re.fullmatch(pattern, other), other
