@@ -178,6 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=500)
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--hold", type=float, default=0, help="seconds to keep Prometheus up afterwards, to query it")
     args = parser.parse_args()
     promtool, prometheus = shutil.which("promtool"), shutil.which("prometheus")
     if promtool is None or prometheus is None:
@@ -284,6 +285,9 @@ def main() -> None:
             )
             renders, html = _timed(args.runs, lambda: render_page(view))  # type: ignore[arg-type]
             reader.close()
+            if args.hold:
+                print(f"Prometheus at {url} for {args.hold:g} s (now = {now:.0f})", flush=True)
+                time.sleep(args.hold)
         finally:
             proc.terminate()
             proc.wait()

@@ -559,8 +559,9 @@ def test_whole_days_and_closed_slots_are_read_once(planted: Planted, fetched: di
         assert first == fetched
         transport.queries.clear()
         again = reader.fetch(names, planted.now + 60)
-        # today, the windows, the current slot, who is down now, and today's state changes (beta is down)
-        assert len(transport.queries) == 5, transport.queries
+        # The buckets and probes now; the probes 1, 7 and 30 days ago; today's downtime; the window rules;
+        # who is down now; today's state changes (beta is down). Nothing of the days and slots kept.
+        assert len(transport.queries) == 9, transport.queries
         for name in names:
             assert again[name].days[:-1] == first[name].days[:-1]
             assert again[name].response_times[:-1] == first[name].response_times[:-1]

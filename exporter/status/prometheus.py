@@ -1,12 +1,15 @@
 """The status page's history read from Prometheus: the same records as the agent's own history, from the bundle's rules.
 
-`PrometheusHistory.fetch` asks Prometheus's HTTP API a fixed number of queries for all the endpoints
-on the page at once (each selector filtered by one `endpoint=~"a|b|..."` matcher), plus one per UTC
-day on which some endpoint was down (for its incidents), and builds an `EndpointHistory` for each.
-The queries read recorded series or single samples of the raw counters at chosen moments; but
-Prometheus decodes a series' samples across a range query's whole span even to find one per step,
-so the probes per day (89 midnights) and the incident queries cost far more than the samples they
-return: bench/status_prometheus.py measures it.
+`PrometheusHistory.fetch` asks Prometheus's HTTP API for all the endpoints on the page at once (each
+selector filtered by one `endpoint=~"a|b|..."` matcher, a set of literals to Prometheus) and builds an
+`EndpointHistory` for each. What can no longer change is read once and kept by the reader: each whole
+UTC day (one query of its downtime rule and probes at the next midnight, and one of the state changes
+of the endpoints down that day) and each closed 30-minute slot (one query), once it ended SETTLE ago.
+A first read therefore asks some 230 queries, PARALLEL_QUERIES at a time; later ones 9, each of plain
+selectors or recorded series: counters are read as they stand at the moments needed (the buckets now
+and at the current slot's start, the probes now, at midnight and 1, 7 and 30 days ago) and subtracted
+here, since PromQL's arithmetic on thousands of series costs Prometheus far more than handing them
+over. bench/status_prometheus.py measures both.
 
 Figures (`exporter.history` defines the in-memory ones these stand for):
 
@@ -64,6 +67,7 @@ from exporter.history import (
     Incident,
     ResponseSlot,
     Window,
+    histogram_quantile,
 )
 from exporter.results import FailureReason
 
@@ -115,12 +119,34 @@ class _Series:
     points: list[tuple[float, float]]
 
 
+# A day of one endpoint: probes, failed probes, and the down seconds of the vantage that saw the least.
+_DayFigures = tuple[int, int, float]
+
+
+def _day_figures(down: Iterable[_Series], probes: Iterable[_Series]) -> dict[str, _DayFigures]:
+    """Each endpoint's figures of a day, from the downtime (by vantage) and probes (by result) answered for it."""
+    by_vantage: defaultdict[str, dict[str | None, float]] = defaultdict(dict)
+    for s in down:
+        seen = by_vantage[s.labels.get("endpoint", "")]
+        vantage = s.labels.get("vantage")
+        seen[vantage] = seen.get(vantage, 0.0) + s.points[0][1]
+    counts: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # succeeded, failed
+    for s in probes:
+        result = s.labels.get("result")
+        if result in ("success", "failure"):
+            counts[s.labels.get("endpoint", "")][result == "failure"] += s.points[0][1]
+    out = {}
+    for endpoint in by_vantage.keys() | counts.keys():
+        succeeded, failed = counts.get(endpoint, (0.0, 0.0))
+        out[endpoint] = (round(succeeded) + round(failed), round(failed), _least_down(by_vantage.get(endpoint, {})))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class _Day:
     """What one whole day's queries answered: final once the day has ended and settled."""
 
-    down: list[_Series]  # the downtime rule at the next midnight, per endpoint and vantage
-    probes: list[_Series]  # probes by result
+    figures: dict[str, _DayFigures]  # by endpoint
     transitions: list[_Series]  # state changes of the endpoints down that day (see _transitions)
 
 
@@ -145,6 +171,9 @@ class PrometheusHistory:
         self._sel = ""
         self._days: dict[float, _Day] = {}
         self._slots: dict[float, list[_Series]] = {}
+        # The buckets at the start of the current slot, and the probes at today's midnight, once settled.
+        self._buckets: tuple[float, _Counters] | None = None
+        self._midnight: tuple[float, _Counters] | None = None
         # Seconds each query took (its expression, cut), for bench/status_prometheus.py; kept while `timings` is set.
         self.timings: list[tuple[float, str]] | None = None
 
@@ -209,6 +238,7 @@ class PrometheusHistory:
         sel = endpoint_matcher(names)
         if sel != self._sel:  # other endpoints: what is kept is not theirs
             self._sel, self._days, self._slots = sel, {}, {}
+            self._buckets = self._midnight = None
         today = math.floor(now / DAY) * DAY
         first_day = today - (DAYS_KEPT - 1) * DAY
         into_today = now - today
@@ -223,40 +253,60 @@ class PrometheusHistory:
             for day in (first_day + i * DAY for i in range(DAYS_KEPT - 1))
             if day not in self._days
         }
-        slot_expr = _slot_expr(sel, SLOT)
-        jobs.update(
-            {
-                ("slot", slot): partial(self.instant, slot_expr, slot + SLOT)
-                for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1))
-                if slot not in self._slots
-            }
-        )
+        # Counters are read as they stand at chosen moments and subtracted here: PromQL's arithmetic on
+        # thousands of series (the buckets) costs Prometheus far more than handing them over.
+        boundaries = {now, current_slot} if now > current_slot else {now}
+        for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1)):
+            if slot not in self._slots:
+                boundaries.update((slot, slot + SLOT))
+        kept_buckets = self._buckets if self._buckets is not None and self._buckets[0] in boundaries else None
+        for t in boundaries:
+            if kept_buckets is None or t != kept_buckets[0]:
+                jobs[("buckets", t)] = partial(self._counters, "upwatch_probe_duration_seconds_bucket", sel, t)
+        moments = {now, *(now - seconds for _, seconds in _WINDOWS)}
+        kept_midnight = self._midnight if self._midnight is not None and self._midnight[0] == today else None
+        if kept_midnight is None:
+            moments.add(today)
+        for t in moments:
+            jobs[("probes", t)] = partial(self._counters, "upwatch_probes_total", sel, t)
         jobs["today"] = lambda: self.instant(
             _tagged(
                 f"{by_vantage} (increase(upwatch_endpoint_downtime_seconds_total{{{sel}}}[{since_midnight}]))",
                 "f",
                 "down",
-            )
-            + " or "
-            + _tagged(
-                f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, into_today)})", "f", "probes"
             ),
             now,
         )
         jobs["windows"] = lambda: self.instant(
             " or ".join(
                 _tagged(f"{by_vantage} (endpoint:upwatch_endpoint_downtime_seconds:increase{w}{{{sel}}})", "w", w)
-                + " or "
-                + _tagged(f"sum by (endpoint, result) ({_difference('upwatch_probes_total', sel, s)})", "w", w)
-                for w, s in _WINDOWS
+                for w, _ in _WINDOWS
             ),
             now,
         )
-        jobs["current_slot"] = lambda: (
-            self.instant(_slot_expr(sel, now - current_slot), now) if now > current_slot else []
-        )
         jobs["open"] = lambda: self.instant(_state_expr(sel, "down"), now)
         got = self._run(jobs, now)
+
+        buckets = {t: got[("buckets", t)] for t in boundaries if ("buckets", t) in got}
+        if kept_buckets is not None:
+            buckets[kept_buckets[0]] = kept_buckets[1]
+        for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1)):
+            if slot not in self._slots:
+                closed = _slot_series(buckets[slot + SLOT], buckets[slot], slot + SLOT)
+                if slot + SLOT + SETTLE <= now:
+                    self._slots[slot] = closed
+                got[("slot", slot)] = closed
+        if now > current_slot and current_slot + SETTLE <= now:
+            self._buckets = (current_slot, buckets[current_slot])
+        current = _slot_series(buckets[now], buckets[current_slot], now) if now > current_slot else []
+        probes = {t: got[("probes", t)] for t in moments}
+        if kept_midnight is not None:
+            probes[today] = kept_midnight[1]
+        elif today + SETTLE <= now:
+            self._midnight = (today, probes[today])
+        got["today"] += _counted(probes[now], probes[today], now, f="probes")
+        for w, seconds in _WINDOWS:
+            got["windows"] += _counted(probes[now], probes[now - seconds], now, w=w)
 
         days = [self._days.get(day) or got[("day", day)] for day in (first_day + i * DAY for i in range(DAYS_KEPT - 1))]
         down_today = {
@@ -266,16 +316,25 @@ class PrometheusHistory:
         if down_today:
             transitions += self._transitions(endpoint_matcher(down_today), today, now)
         answers = {
-            "day_down": [series for day in days for series in day.down],
-            "day_probes": [series for day in days for series in day.probes],
             "slots": [
                 series
                 for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1))
                 for series in (self._slots[slot] if slot in self._slots else got[("slot", slot)])
             ],
-            **{key: got[key] for key in ("today", "windows", "current_slot", "open")},
+            "current_slot": current,
+            **{key: got[key] for key in ("today", "windows", "open")},
         }
-        return _assemble(names, now, answers, transitions)
+        today_figures = _day_figures(
+            [s for s in got["today"] if s.labels.get("f") == "down"],
+            [s for s in got["today"] if s.labels.get("f") == "probes"],
+        )
+        return _assemble(names, now, [*(day.figures for day in days), today_figures], answers, transitions)
+
+    def _counters(self, metric: str, sel: str, at: float) -> _Counters:
+        """Every series of a counter as it stood at `at` (its latest sample up to 5 minutes before)."""
+        return {
+            tuple(sorted(s.labels.items())): (s.labels, s.points[0][1]) for s in self.instant(f"{metric}{{{sel}}}", at)
+        }
 
     def _run(self, jobs: Mapping[Any, Callable[[], Any]], now: float) -> dict[Any, Any]:
         """Run the jobs, PARALLEL_QUERIES at a time; keep the days and slots that are final, even if another fails."""
@@ -291,8 +350,6 @@ class PrometheusHistory:
                 kind, start = key
                 if kind == "day" and start + DAY + SETTLE <= now:
                     self._days[start] = got[key]
-                elif kind == "slot" and start + SLOT + SETTLE <= now:
-                    self._slots[start] = got[key]
         if failure is not None:
             raise failure
         return got
@@ -311,10 +368,10 @@ class PrometheusHistory:
             end,
         )
         down = [s for s in answer if s.labels.get("f") == "down"]
-        probes = [s for s in answer if s.labels.get("f") == "probes"]
+        figures = _day_figures(down, [s for s in answer if s.labels.get("f") == "probes"])
         were_down = {s.labels.get("endpoint", "") for s in down if s.points[0][1] > 0}
         transitions = self._transitions(endpoint_matcher(were_down), day, end) if were_down else []
-        return _Day(down, probes, transitions)
+        return _Day(figures, transitions)
 
     def _transitions(self, sel: str, start: float, end: float) -> list[_Series]:
         """The state changes and the failure reasons at those into `down` of these endpoints in [start, end]."""
@@ -330,6 +387,51 @@ class PrometheusHistory:
         return self.range(f"{changes} or {reasons}", start - 5 * 60, end, INCIDENT_STEP)
 
 
+# A counter's series at one moment: its labels, sorted, -> (the labels, the value).
+_Counters = dict[tuple[tuple[str, str], ...], tuple[dict[str, str], float]]
+
+
+def _growth(end: _Counters, start: _Counters, by: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+    """How much the series grew from `start` to `end`, summed by the labels `by`: a reset or a new series from 0."""
+    out: defaultdict[tuple[str, ...], float] = defaultdict(float)
+    for key, (labels, value) in end.items():
+        before = start.get(key)
+        grown = value - before[1] if before is not None and value >= before[1] else value
+        out[tuple(labels.get(label, "") for label in by)] += grown
+    return out
+
+
+def _counted(end: _Counters, start: _Counters, at: float, **tag: str) -> list[_Series]:
+    """Probes by endpoint and result from `start` to `end`, as series tagged like the queries' answers."""
+    return [
+        _Series({"endpoint": endpoint, "result": result, **tag}, [(at, grown)])
+        for (endpoint, result), grown in _growth(end, start, ("endpoint", "result")).items()
+    ]
+
+
+def _slot_series(end: _Counters, start: _Counters, at: float) -> list[_Series]:
+    """Probes, p50 and p95 (label `q`) of each endpoint from the growth of its duration buckets, at `at`."""
+    by_endpoint: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)
+    for (endpoint, le), grown in _growth(end, start, ("endpoint", "le")).items():
+        try:
+            by_endpoint[endpoint].append((float(le), grown))
+        except ValueError:
+            continue
+    out = []
+    for endpoint, buckets in by_endpoint.items():
+        buckets.sort()
+        if not buckets or not math.isinf(buckets[-1][0]):
+            continue
+        cumulative = [round(count) for _, count in buckets]
+        bounds = [bound for bound, _ in buckets[:-1]]
+        out.append(_Series({"endpoint": endpoint}, [(at, cumulative[-1])]))
+        for q in (0.5, 0.95):
+            value = histogram_quantile(q, cumulative, bounds) if bounds else None
+            if value is not None:
+                out.append(_Series({"endpoint": endpoint, "q": str(q)}, [(at, value)]))
+    return out
+
+
 def _tagged(expr: str, label: str, value: str) -> str:
     """The expression's series with one more label, to tell the parts of one query apart."""
     return f'label_replace({expr}, "{label}", "{value}", "", "")'
@@ -341,17 +443,6 @@ def _state_expr(sel: str, state: str | None) -> str:
     return (
         f"upwatch_endpoint_state_since_timestamp_seconds{{{sel}}}"
         f" * ignoring (state) group_left (state) (upwatch_endpoint_state{{{sel}{only}}} == 1)"
-    )
-
-
-def _slot_expr(sel: str, seconds: float) -> str:
-    """p50, p95 (label `q`) and probes (no `q`) of the last `seconds`, per endpoint, from the histogram."""
-    buckets = f"sum by (endpoint, le) ({_difference('upwatch_probe_duration_seconds_bucket', sel, seconds)})"
-    count = f"sum by (endpoint) ({_difference('upwatch_probe_duration_seconds_count', sel, seconds)})"
-    return (
-        f"{_tagged(f'histogram_quantile(0.5, {buckets})', 'q', '0.5')}"
-        f" or {_tagged(f'histogram_quantile(0.95, {buckets})', 'q', '0.95')}"
-        f" or {count}"
     )
 
 
@@ -371,36 +462,21 @@ def _least_down(per_vantage: Mapping[str | None, float]) -> float:
 
 
 def _assemble(
-    names: Sequence[str], now: float, got: Mapping[str, list[_Series]], transitions: list[_Series]
+    names: Sequence[str],
+    now: float,
+    days: Sequence[Mapping[str, _DayFigures]],
+    got: Mapping[str, list[_Series]],
+    transitions: list[_Series],
 ) -> dict[str, EndpointHistory]:
-    """The records of every endpoint from the answers of `fetch`'s queries."""
+    """The records of every endpoint from the figures of its days and the answers of `fetch`'s queries."""
     wanted = set(names)
     today = math.floor(now / DAY) * DAY
     first_day = today - (DAYS_KEPT - 1) * DAY
     day_starts = [float(first_day + i * DAY) for i in range(DAYS_KEPT)]
-    index = {start: i for i, start in enumerate(day_starts)}
 
     def nested() -> defaultdict[str, Any]:
         return defaultdict(lambda: defaultdict(float))
 
-    # endpoint -> day index -> vantage -> down seconds; endpoint -> day index -> result -> probes
-    day_down: defaultdict[str, Any] = defaultdict(nested)
-    day_probes: defaultdict[str, Any] = defaultdict(nested)
-    for s in got["day_down"]:
-        for t, v in s.points:
-            if (t - DAY) in index:
-                day_down[s.labels.get("endpoint", "")][index[t - DAY]][s.labels.get("vantage")] += v
-    for s in got["day_probes"]:
-        for t, v in s.points:
-            if (t - DAY) in index:
-                day_probes[s.labels.get("endpoint", "")][index[t - DAY]][s.labels.get("result", "")] += v
-    last = DAYS_KEPT - 1
-    for s in got["today"]:
-        ep, v = s.labels.get("endpoint", ""), s.points[0][1]
-        if s.labels.get("f") == "down":
-            day_down[ep][last][s.labels.get("vantage")] += v
-        else:
-            day_probes[ep][last][s.labels.get("result", "")] += v
     windows: defaultdict[str, Any] = defaultdict(nested)  # endpoint -> window -> vantage -> down
     window_probes: defaultdict[str, Any] = defaultdict(nested)  # endpoint -> window -> result -> probes
     for s in got["windows"]:
@@ -427,20 +503,28 @@ def _assemble(
     first_slot = float((math.floor(now / SLOT) - SLOTS_KEPT + 1) * SLOT)
     slot_starts = [first_slot + i * SLOT for i in range(SLOTS_KEPT)]
     out = {}
+    nothing_at_all: _DayFigures = (0, 0, 0.0)
+    plain: dict[tuple[float, int, int, float], DayBar] = {}
+    no_probes = {start: ResponseSlot(start, 0, None, None) for start in slot_starts}
     for name in names:
         if name not in wanted:
             continue
         shown = incidents.get(name, [])
         bars = []
-        for i, start in enumerate(day_starts):
-            probes = day_probes[name][i]
-            n, failed = probes.get("success", 0.0) + probes.get("failure", 0.0), probes.get("failure", 0.0)
-            down = _least_down(day_down[name][i])
+        for start, figures in zip(day_starts, days, strict=True):
+            n, failed, down = figures.get(name, nothing_at_all)
             end = start + DAY if start + DAY < now else now
-            overlapping = tuple(inc for inc in shown if inc.start < end and (inc.end is None or inc.end > start))
-            bars.append(
-                DayBar(start, round(n), round(failed), down, _uptime(down, end - start) if n else None, overlapping)
+            overlapping = (
+                tuple(inc for inc in shown if inc.start < end and (inc.end is None or inc.end > start)) if shown else ()
             )
+            if overlapping or end < start + DAY:
+                bars.append(DayBar(start, n, failed, down, _uptime(down, end - start) if n else None, overlapping))
+                continue
+            alike = (start, n, failed, down)  # a whole day without incidents: shared by the endpoints alike
+            plain_bar = plain.get(alike)
+            if plain_bar is None:
+                plain_bar = plain[alike] = DayBar(start, n, failed, down, _uptime(down, DAY) if n else None, ())
+            bars.append(plain_bar)
         window_list = []
         for w, length in _WINDOWS:
             down = _least_down(windows[name][w])
@@ -463,11 +547,7 @@ def _assemble(
         for start in slot_starts:
             cell = slots[name].get(start)
             n = round(cell[0] or 0) if cell is not None else 0
-            response.append(
-                ResponseSlot(start, n, cell[1], cell[2])
-                if cell is not None and n
-                else ResponseSlot(start, 0, None, None)
-            )
+            response.append(ResponseSlot(start, n, cell[1], cell[2]) if cell is not None and n else no_probes[start])
         out[name] = EndpointHistory(
             name,
             now,
@@ -497,8 +577,9 @@ def _incidents(
 
     for s in transitions:
         if "state" in s.labels:
+            state, seen = s.labels["state"], changes[key(s.labels)]
             for _, since in s.points:
-                changes[key(s.labels)][since] = s.labels["state"]
+                seen[since] = state
         elif "reason" in s.labels:
             reasons[key(s.labels)] += [(t, s.labels["reason"], v) for t, v in s.points]
     for s in open_now:  # down now: its start even if it is older than the days read
