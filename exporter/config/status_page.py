@@ -209,6 +209,7 @@ class StatusPage(StrictModel):
     def _empty_is_none(cls, value: object) -> object:
         # So that `prometheus_url: ${UPWATCH_PROMETHEUS_URL:-}` reads from Prometheus only where it is set.
         return None if isinstance(value, str) and not value.strip() else value
+
     show_details: bool = Field(
         default=False, description="show URLs, status codes, response times and failure reasons, not only states"
     )
