@@ -36,8 +36,6 @@ from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
 from .status.build import build_page
-from .status.history_source import PrometheusHistorySource
-from .status.prometheus import PrometheusHistory
 from .status.serve import StatusPages
 from .status.view import PageView
 from .store import ResultStore
@@ -46,6 +44,7 @@ from .workers.pool import NO_WORKERS, WorkerPool, WorkerStatus
 if TYPE_CHECKING:
     from .probes.http import HttpProber
     from .probes.spec import ProbeSpec
+    from .status.history_source import PrometheusHistorySource
 
 DEFAULT_LISTEN = ":9877"
 # `workers: auto` starts worker processes from this many probes a second, or this many endpoints
@@ -258,6 +257,10 @@ class Agent:
         if url is not None:
             assert config is not None
             safe = config.status_page.safe_prometheus_url or ""
+            # Loaded only where used: httpx and the reader cost some megabytes an agent without it need not hold.
+            from .status.history_source import PrometheusHistorySource
+            from .status.prometheus import PrometheusHistory
+
             self._prometheus_history = PrometheusHistorySource(PrometheusHistory(url), log=self._log, url=safe)
             self._log.info("status page history from Prometheus", prometheus=safe)
         self._prometheus_url = url
