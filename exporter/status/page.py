@@ -12,6 +12,7 @@ the run; every other day is its own bar with its own tooltip.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import math
@@ -212,18 +213,26 @@ def _nice_ceiling(value: float) -> float:
 
 def _line(values: Sequence[float | None], top: float) -> str:
     """SVG path data through the values (whole pixels, relative steps: small and well compressed), broken at gaps."""
+    xs = _line_xs(len(values))
+    base, scale = _CHART_HEIGHT - 1, (_CHART_HEIGHT - 2) / top
     d: list[str] = []
-    step = _CHART_WIDTH / max(1, len(values) - 1)
-    last: tuple[int, int] | None = None
-    for i, v in enumerate(values):
+    last_x = last_y = 0
+    drawing = False
+    for x, v in zip(xs, values, strict=True):
         if v is None:
-            last = None
+            drawing = False
             continue
-        x = round(i * step)
-        y = round(_CHART_HEIGHT - 1 - (min(v, top) / top) * (_CHART_HEIGHT - 2))
-        d.append(f"M{x} {y}" if last is None else f"l{x - last[0]} {y - last[1]}")
-        last = (x, y)
+        y = round(base - (v if v < top else top) * scale)
+        d.append(f"l{x - last_x} {y - last_y}" if drawing else f"M{x} {y}")
+        last_x, last_y, drawing = x, y, True
     return "".join(d)
+
+
+@functools.cache
+def _line_xs(count: int) -> tuple[int, ...]:
+    """The x of each of `count` points spread over the chart's width."""
+    step = _CHART_WIDTH / max(1, count - 1)
+    return tuple(round(i * step) for i in range(count))
 
 
 def latency_svg(name: str, slots: Sequence[ResponseSlot]) -> str:
