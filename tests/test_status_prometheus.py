@@ -564,6 +564,7 @@ def test_whole_days_and_closed_slots_are_read_once(planted: Planted, fetched: di
         assert len(transport.queries) == 9, transport.queries
         for name in names:
             assert again[name].days[:-1] == first[name].days[:-1]
+            assert all(a is b for a, b in zip(again[name].days[:-1], first[name].days[:-1], strict=True))  # reused
             assert again[name].response_times[:-1] == first[name].response_times[:-1]
         transport.queries.clear()
         reader.fetch(["alpha"], planted.now)  # other endpoints: nothing kept is theirs

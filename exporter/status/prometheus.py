@@ -73,7 +73,7 @@ from exporter.results import FailureReason
 
 DEFAULT_TIMEOUT = 2.0  # seconds, per query
 INCIDENT_STEP = 15  # seconds: the bundle's scrape interval; transitions closer than this may merge
-PARALLEL_QUERIES = 4
+PARALLEL_QUERIES = 8
 # A day or a slot is read once it has ended this long ago and kept from then on: by then the rules have
 # been evaluated past its end and remote-written samples of every vantage have arrived.
 SETTLE = 10 * 60
@@ -170,10 +170,14 @@ class PrometheusHistory:
         # What is kept of the endpoints matched by _sel: whole days and closed slots, by their start.
         self._sel = ""
         self._days: dict[float, _Day] = {}
-        self._slots: dict[float, list[_Series]] = {}
+        self._slots: dict[float, dict[str, _SlotRow]] = {}
         # The buckets at the start of the current slot, and the probes at today's midnight, once settled.
         self._buckets: tuple[float, _Counters] | None = None
         self._midnight: tuple[float, _Counters] | None = None
+        # Each endpoint's bars of the whole days, reused while the kept days are the same (_days_version).
+        self._past: dict[str, _Past] = {}
+        self._days_version: object = None
+        self._days_first = 0.0
         # Seconds each query took (its expression, cut), for bench/status_prometheus.py; kept while `timings` is set.
         self.timings: list[tuple[float, str]] | None = None
 
@@ -239,6 +243,7 @@ class PrometheusHistory:
         if sel != self._sel:  # other endpoints: what is kept is not theirs
             self._sel, self._days, self._slots = sel, {}, {}
             self._buckets = self._midnight = None
+            self._past, self._days_version = {}, None
         today = math.floor(now / DAY) * DAY
         first_day = today - (DAYS_KEPT - 1) * DAY
         into_today = now - today
@@ -292,13 +297,13 @@ class PrometheusHistory:
             buckets[kept_buckets[0]] = kept_buckets[1]
         for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1)):
             if slot not in self._slots:
-                closed = _slot_series(buckets[slot + SLOT], buckets[slot], slot + SLOT)
+                closed = _slot_rows(buckets[slot + SLOT], buckets[slot])
                 if slot + SLOT + SETTLE <= now:
                     self._slots[slot] = closed
                 got[("slot", slot)] = closed
         if now > current_slot and current_slot + SETTLE <= now:
             self._buckets = (current_slot, buckets[current_slot])
-        current = _slot_series(buckets[now], buckets[current_slot], now) if now > current_slot else []
+        current = _slot_rows(buckets[now], buckets[current_slot]) if now > current_slot else {}
         probes = {t: got[("probes", t)] for t in moments}
         if kept_midnight is not None:
             probes[today] = kept_midnight[1]
@@ -315,20 +320,30 @@ class PrometheusHistory:
         transitions = [series for day in days for series in day.transitions]
         if down_today:
             transitions += self._transitions(endpoint_matcher(down_today), today, now)
-        answers = {
-            "slots": [
-                series
-                for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1))
-                for series in (self._slots[slot] if slot in self._slots else got[("slot", slot)])
-            ],
-            "current_slot": current,
-            **{key: got[key] for key in ("today", "windows", "open")},
-        }
+        answers = {key: got[key] for key in ("today", "windows", "open")}
+        slot_rows = [
+            self._slots[slot] if slot in self._slots else got[("slot", slot)]
+            for slot in (first_slot + i * SLOT for i in range(SLOTS_KEPT - 1))
+        ]
+        slot_rows.append(current)
         today_figures = _day_figures(
             [s for s in got["today"] if s.labels.get("f") == "down"],
             [s for s in got["today"] if s.labels.get("f") == "probes"],
         )
-        return _assemble(names, now, [*(day.figures for day in days), today_figures], answers, transitions)
+        # The whole days' figures are those kept before, unless one was read now or the days moved on.
+        if any(key[0] == "day" for key in jobs if isinstance(key, tuple)) or self._days_first != first_day:
+            self._days_version = object()
+        self._days_first = first_day
+        return _assemble(
+            names,
+            now,
+            [*(day.figures for day in days), today_figures],
+            answers,
+            slot_rows,
+            transitions,
+            self._past,
+            self._days_version,
+        )
 
     def _counters(self, metric: str, sel: str, at: float) -> _Counters:
         """Every series of a counter as it stood at `at` (its latest sample up to 5 minutes before)."""
@@ -391,13 +406,14 @@ class PrometheusHistory:
 _Counters = dict[tuple[tuple[str, str], ...], tuple[dict[str, str], float]]
 
 
-def _growth(end: _Counters, start: _Counters, by: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+def _growth(end: _Counters, start: _Counters, by: tuple[str, str]) -> dict[tuple[str, ...], float]:
     """How much the series grew from `start` to `end`, summed by the labels `by`: a reset or a new series from 0."""
     out: defaultdict[tuple[str, ...], float] = defaultdict(float)
+    first, second = by  # two labels: unpacked, for speed (some 10,000 series a call)
     for key, (labels, value) in end.items():
         before = start.get(key)
         grown = value - before[1] if before is not None and value >= before[1] else value
-        out[tuple(labels.get(label, "") for label in by)] += grown
+        out[labels.get(first, ""), labels.get(second, "")] += grown
     return out
 
 
@@ -409,26 +425,35 @@ def _counted(end: _Counters, start: _Counters, at: float, **tag: str) -> list[_S
     ]
 
 
-def _slot_series(end: _Counters, start: _Counters, at: float) -> list[_Series]:
-    """Probes, p50 and p95 (label `q`) of each endpoint from the growth of its duration buckets, at `at`."""
+# One slot of one endpoint: probes, and the p50 and p95 of their durations (None without probes).
+_SlotRow = tuple[int, float | None, float | None]
+
+
+def _slot_rows(end: _Counters, start: _Counters) -> dict[str, _SlotRow]:
+    """Each endpoint's probes, p50 and p95 from the growth of its duration buckets from `start` to `end`."""
     by_endpoint: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)
     for (endpoint, le), grown in _growth(end, start, ("endpoint", "le")).items():
         try:
             by_endpoint[endpoint].append((float(le), grown))
         except ValueError:
             continue
-    out = []
+    out = {}
     for endpoint, buckets in by_endpoint.items():
         buckets.sort()
         if not buckets or not math.isinf(buckets[-1][0]):
             continue
         cumulative = [round(count) for _, count in buckets]
         bounds = [bound for bound, _ in buckets[:-1]]
-        out.append(_Series({"endpoint": endpoint}, [(at, cumulative[-1])]))
-        for q in (0.5, 0.95):
-            value = histogram_quantile(q, cumulative, bounds) if bounds else None
-            if value is not None:
-                out.append(_Series({"endpoint": endpoint, "q": str(q)}, [(at, value)]))
+        p50, p95 = (
+            (histogram_quantile(0.5, cumulative, bounds), histogram_quantile(0.95, cumulative, bounds))
+            if bounds
+            else (None, None)
+        )
+        out[endpoint] = (
+            cumulative[-1],
+            None if p50 is None else round(p50, 6),
+            None if p95 is None else round(p95, 6),
+        )
     return out
 
 
@@ -466,9 +491,19 @@ def _assemble(
     now: float,
     days: Sequence[Mapping[str, _DayFigures]],
     got: Mapping[str, list[_Series]],
+    slot_rows: Sequence[Mapping[str, _SlotRow]],
     transitions: list[_Series],
+    past: dict[str, _Past] | None = None,
+    days_version: object = None,
 ) -> dict[str, EndpointHistory]:
-    """The records of every endpoint from the figures of its days and the answers of `fetch`'s queries."""
+    """The records of every endpoint from the figures of its days and the answers of `fetch`'s queries.
+
+    `past` keeps each endpoint's bars of the whole days between calls, with `days_version` (which
+    changes whenever the figures of those days may have) and the incidents that overlap them: while
+    both are the same, the bars are reused rather than built again.
+    """
+    if past is None:
+        past = {}
     wanted = set(names)
     today = math.floor(now / DAY) * DAY
     first_day = today - (DAYS_KEPT - 1) * DAY
@@ -485,46 +520,31 @@ def _assemble(
             window_probes[ep][w][s.labels["result"]] += v
         else:
             windows[ep][w][s.labels.get("vantage")] += v
-    slots: defaultdict[str, dict[float, list[float | None]]] = defaultdict(dict)  # endpoint -> start -> [n, p50, p95]
-    for key, end_of in (("slots", None), ("current_slot", now)):
-        for s in got[key]:
-            ep, q = s.labels.get("endpoint", ""), s.labels.get("q")
-            for t, v in s.points:
-                start = float(math.floor((t if end_of is None else end_of) / SLOT) * SLOT) - (
-                    SLOT if end_of is None else 0
-                )
-                row = slots[ep].setdefault(start, [0.0, None, None])
-                if q is None:
-                    row[0] = v
-                elif math.isfinite(v):
-                    row[1 if q == "0.5" else 2] = round(v, 6)
     incidents = _incidents(transitions, got["open"], now, first_day)
 
     first_slot = float((math.floor(now / SLOT) - SLOTS_KEPT + 1) * SLOT)
     slot_starts = [first_slot + i * SLOT for i in range(SLOTS_KEPT)]
     out = {}
-    nothing_at_all: _DayFigures = (0, 0, 0.0)
     plain: dict[tuple[float, int, int, float], DayBar] = {}
     no_probes = {start: ResponseSlot(start, 0, None, None) for start in slot_starts}
     for name in names:
         if name not in wanted:
             continue
         shown = incidents.get(name, [])
-        bars = []
-        for start, figures in zip(day_starts, days, strict=True):
-            n, failed, down = figures.get(name, nothing_at_all)
-            end = start + DAY if start + DAY < now else now
-            overlapping = (
-                tuple(inc for inc in shown if inc.start < end and (inc.end is None or inc.end > start)) if shown else ()
+        earlier = tuple(inc for inc in shown if inc.start < today)
+        kept = past.get(name)
+        if kept is None or kept.version is not days_version or kept.incidents != earlier:
+            whole = _bars(name, day_starts[:-1], days[:-1], earlier, now, plain)
+            kept = past[name] = _Past(
+                days_version,
+                earlier,
+                whole,
+                sum(DAY for b in whole if b.probes),
+                sum(b.down_seconds for b in whole if b.probes),
+                sum(b.probes for b in whole),
+                sum(b.failures for b in whole),
             )
-            if overlapping or end < start + DAY:
-                bars.append(DayBar(start, n, failed, down, _uptime(down, end - start) if n else None, overlapping))
-                continue
-            alike = (start, n, failed, down)  # a whole day without incidents: shared by the endpoints alike
-            plain_bar = plain.get(alike)
-            if plain_bar is None:
-                plain_bar = plain[alike] = DayBar(start, n, failed, down, _uptime(down, DAY) if n else None, ())
-            bars.append(plain_bar)
+        bars = [*kept.bars, *_bars(name, day_starts[-1:], days[-1:], shown, now, plain)]
         window_list = []
         for w, length in _WINDOWS:
             down = _least_down(windows[name][w])
@@ -533,21 +553,21 @@ def _assemble(
             window_list.append(
                 Window(now - length, float(length), down, round(n), round(failed), _uptime(down, length))
             )
-        known = sum((b.start + DAY if b.start + DAY < now else now) - b.start for b in bars if b.probes)
-        down90 = sum(b.down_seconds for b in bars if b.probes)
+        last = bars[-1]  # today, up to now
+        known = kept.known + (now - last.start if last.probes else 0.0)
+        down90 = kept.down + (last.down_seconds if last.probes else 0.0)
         last_90d = Window(
             day_starts[0],
             known,
             down90,
-            sum(b.probes for b in bars),
-            sum(b.failures for b in bars),
+            kept.probes + last.probes,
+            kept.failures + last.failures,
             _uptime(down90, known),
         )
         response = []
-        for start in slot_starts:
-            cell = slots[name].get(start)
-            n = round(cell[0] or 0) if cell is not None else 0
-            response.append(ResponseSlot(start, n, cell[1], cell[2]) if cell is not None and n else no_probes[start])
+        for start, rows in zip(slot_starts, slot_rows, strict=True):
+            row = rows.get(name)
+            response.append(ResponseSlot(start, *row) if row is not None and row[0] else no_probes[start])
         out[name] = EndpointHistory(
             name,
             now,
@@ -560,6 +580,50 @@ def _assemble(
             tuple(shown),
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Past:
+    """An endpoint's bars of the whole days, kept with what they were built from."""
+
+    version: object
+    incidents: tuple[Incident, ...]  # those that started before today
+    bars: tuple[DayBar, ...]
+    # Over those bars, for the 90-day window: the seconds of the days with probes, down seconds, probes, failures.
+    known: float
+    down: float
+    probes: int
+    failures: int
+
+
+_NOTHING: _DayFigures = (0, 0, 0.0)
+
+
+def _bars(
+    name: str,
+    starts: Sequence[float],
+    days: Sequence[Mapping[str, _DayFigures]],
+    shown: Sequence[Incident],
+    now: float,
+    plain: dict[tuple[float, int, int, float], DayBar],
+) -> tuple[DayBar, ...]:
+    """The bars of these days of one endpoint; those of whole days without incidents shared through `plain`."""
+    bars = []
+    for start, figures in zip(starts, days, strict=True):
+        n, failed, down = figures.get(name, _NOTHING)
+        end = start + DAY if start + DAY < now else now
+        overlapping = (
+            tuple(inc for inc in shown if inc.start < end and (inc.end is None or inc.end > start)) if shown else ()
+        )
+        if overlapping or end < start + DAY:
+            bars.append(DayBar(start, n, failed, down, _uptime(down, end - start) if n else None, overlapping))
+            continue
+        alike = (start, n, failed, down)  # a whole day without incidents: shared by the endpoints alike
+        bar = plain.get(alike)
+        if bar is None:
+            bar = plain[alike] = DayBar(start, n, failed, down, _uptime(down, DAY) if n else None, ())
+        bars.append(bar)
+    return tuple(bars)
 
 
 def _incidents(
