@@ -178,7 +178,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=500)
     parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--hold", type=float, default=0, help="seconds to keep Prometheus up afterwards, to query it")
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0,
+        help="seconds to keep Prometheus up after the timed runs, to query it (figures print after)",
+    )
     args = parser.parse_args()
     promtool, prometheus = shutil.which("promtool"), shutil.which("prometheus")
     if promtool is None or prometheus is None:

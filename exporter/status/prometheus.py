@@ -73,7 +73,7 @@ from exporter.results import FailureReason
 
 DEFAULT_TIMEOUT = 2.0  # seconds, per query
 INCIDENT_STEP = 15  # seconds: the bundle's scrape interval; transitions closer than this may merge
-PARALLEL_QUERIES = 8
+PARALLEL_QUERIES = 4
 # A day or a slot is read once it has ended this long ago and kept from then on: by then the rules have
 # been evaluated past its end and remote-written samples of every vantage have arrived.
 SETTLE = 10 * 60
