@@ -493,8 +493,8 @@ def _assemble(
     got: Mapping[str, list[_Series]],
     slot_rows: Sequence[Mapping[str, _SlotRow]],
     transitions: list[_Series],
-    past: dict[str, _Past] | None = None,
-    days_version: object = None,
+    past: dict[str, _Past],
+    days_version: object,
 ) -> dict[str, EndpointHistory]:
     """The records of every endpoint from the figures of its days and the answers of `fetch`'s queries.
 
@@ -502,9 +502,6 @@ def _assemble(
     changes whenever the figures of those days may have) and the incidents that overlap them: while
     both are the same, the bars are reused rather than built again.
     """
-    if past is None:
-        past = {}
-    wanted = set(names)
     today = math.floor(now / DAY) * DAY
     first_day = today - (DAYS_KEPT - 1) * DAY
     day_starts = [float(first_day + i * DAY) for i in range(DAYS_KEPT)]
@@ -528,8 +525,6 @@ def _assemble(
     plain: dict[tuple[float, int, int, float], DayBar] = {}
     no_probes = {start: ResponseSlot(start, 0, None, None) for start in slot_starts}
     for name in names:
-        if name not in wanted:
-            continue
         shown = incidents.get(name, [])
         earlier = tuple(inc for inc in shown if inc.start < today)
         kept = past.get(name)
