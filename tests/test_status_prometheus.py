@@ -387,7 +387,7 @@ def test_windows_equal_the_rules(planted: Planted, fetched: dict[str, Any], wind
 
 
 def test_day_bars_equal_the_rules(planted: Planted, fetched: dict[str, Any]) -> None:
-    """Each whole day: the 1-day rules at its end; today: the rule's expression over the day so far."""
+    """Each whole day: the 1-day rules at its end; today: the downtime counters' growth since midnight."""
     for bar in fetched["beta"].days[:-1]:
         end = bar.start + DAY
         down = instant(planted, "endpoint:upwatch_endpoint_downtime_seconds:increase1d", end)
@@ -395,9 +395,9 @@ def test_day_bars_equal_the_rules(planted: Planted, fetched: dict[str, Any]) -> 
         assert bar.down_seconds == down[("beta", None)], bar.date
         assert bar.uptime == pytest.approx(ratio[("beta", None)], abs=1e-12), bar.date
     today = fetched["beta"].days[-1]
-    so_far = planted.now - today.start
-    down = instant(planted, f"increase(upwatch_endpoint_downtime_seconds_total[{so_far:.0f}s])", planted.now)
-    assert today.down_seconds == down[("beta", None)] == 40 * 60
+    at_midnight = instant(planted, "upwatch_endpoint_downtime_seconds_total", today.start)
+    at_now = instant(planted, "upwatch_endpoint_downtime_seconds_total", planted.now)
+    assert today.down_seconds == at_now[("beta", None)] - at_midnight[("beta", None)] == 40 * 60
 
 
 # Prometheus down, slow or broken
@@ -512,6 +512,11 @@ def _wait_idle(source: PrometheusHistorySource) -> None:
             "not a Prometheus answer: unexpected JSON",
         ),
         (
+            200,
+            b'{"status": "success", "data": {"result": [{"metric": {}, "value": [1, "many"]}]}}',
+            "not a Prometheus answer: the value 'many'",
+        ),
+        (
             422,
             b'{"status": "error", "errorType": "execution", "error": "query timed out"}',
             "HTTP 422: query timed out",
@@ -559,9 +564,14 @@ def test_whole_days_and_closed_slots_are_read_once(planted: Planted, fetched: di
         assert first == fetched
         transport.queries.clear()
         again = reader.fetch(names, planted.now + 60)
-        # The buckets and probes now; the probes 1, 7 and 30 days ago; today's downtime; the window rules;
-        # who is down now; today's state changes (beta is down). Nothing of the days and slots kept.
-        assert len(transport.queries) == 9, transport.queries
+        # The buckets now; the probes, downtime, window rules and states now; the probes 1, 7 and 30 days
+        # ago; today's state changes since those kept (beta was down today). Nothing of the days and slots kept.
+        assert len(transport.queries) == 6, transport.queries
+        fresh = PrometheusHistory(planted.url)
+        try:
+            assert again == fresh.fetch(names, planted.now + 60)  # what was kept and read since adds up
+        finally:
+            fresh.close()
         for name in names:
             assert again[name].days[:-1] == first[name].days[:-1]
             assert all(a is b for a, b in zip(again[name].days[:-1], first[name].days[:-1], strict=True))  # reused
