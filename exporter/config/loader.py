@@ -66,7 +66,9 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
         named: set[str] = set()
         for i, item in enumerate(raw_endpoints):
             name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and name and name not in named:
+            if not isinstance(name, str) or not name or ("endpoints", i, "name") in doc.filled:
+                continue  # a name from the environment stays out of locations, as its values stay out of messages
+            if name not in named:
                 doc.names[i] = name
                 named.add(name)
 

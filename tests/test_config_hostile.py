@@ -1,0 +1,293 @@
+"""Config files written by a careless operator or a hostile one: secrets in the wrong field and nested ${VAR}
+defaults.
+
+Each is checked against the real loader and the real `upwatch` command (validate, serve).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from helpers import UPWATCH, free_port, running, wait_for
+from pytest_httpserver import HTTPServer
+
+from exporter.cli import main
+from exporter.config import ConfigError, parse_config
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+SECRET = "hunter2-Tr0ub4dor"
+LONG_SECRET = "s3cr3t-" + "abcdefghij" * 6  # longer than the 40 characters messages clip values to
+ENV = {"PW": SECRET, "LONG": LONG_SECRET, "PATTERN": "abcdefghijk)", "B": "from-b"}
+DURATION_HINT = "use a number and a unit (ms, s, m, h, d, w), e.g. 30s"
+METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+Expected = tuple[int, int, str, str]  # line, column, location, message
+
+
+def problems_of(source: str, env: dict[str, str] = ENV) -> list[Expected]:
+    """The problems parse_config finds in a source, as (line, column, location, message)."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(source, "bad.yml", env=env, base_dir=CONFIGS)
+    return [(p.line, p.column, p.location, p.message) for p in info.value.problems]
+
+
+def ep(*lines: str) -> str:
+    """A file with one endpoint `a` (lines 2 and 3) and these lines (from line 4) added to it."""
+    return "endpoints:\n  - name: a\n    url: http://x\n" + "".join(f"    {line}\n" for line in lines)
+
+
+def y(text: str) -> str:
+    """YAML written indented in this file, dedented."""
+    return textwrap.dedent(text).lstrip("\n")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+# -- 5: a value from the environment is never printed back ------------------------------------------------
+
+PW = "<the value of ${PW}>"
+
+SECRET_IN_THE_WRONG_FIELD = [
+    pytest.param(
+        ep('timeout: "${PW}"'),
+        [(4, 14, "endpoints[a].timeout", f"invalid duration {PW}: {DURATION_HINT}")],
+        id="timeout",
+    ),
+    pytest.param(
+        ep('method: "${PW}"'),
+        [(4, 13, "endpoints[a].method", f"must be one of {METHODS}, got {PW}")],
+        id="method",
+    ),
+    pytest.param(
+        ep('expect: {status: "${PW}"}'),
+        [(4, 22, "endpoints[a].expect.status", f"invalid status {PW}: use 200, '2xx' or '200-299'")],
+        id="expect-status",
+    ),
+    pytest.param(
+        ep('expect: {status: [200, "${PW}"]}'),
+        [(4, 22, "endpoints[a].expect.status", f"invalid status {PW}: use 200, '2xx' or '200-299'")],
+        id="expect-status-in-a-list",
+    ),
+    pytest.param(
+        ep('expect: {body_matches: "(${PW}"}'),
+        [
+            (
+                4,
+                28,
+                "endpoints[a].expect.body_matches",
+                "invalid regular expression <the value of '(${PW}'>: missing ), unterminated subpattern at position 0",
+            )
+        ],
+        id="body-matches",
+    ),
+    pytest.param(
+        ep('expect: {body_matches: "(?P=${PATTERN}"}'),
+        [
+            (
+                4,
+                28,
+                "endpoints[a].expect.body_matches",
+                "<the value of '(?P=${PATTERN}'> is not valid here "
+                "(the problem is not shown: it would show part of the value)",
+            )
+        ],
+        id="regex-error-quoting-part-of-it",
+    ),
+    pytest.param(
+        ep('interval: "${LONG}"'),
+        [(4, 15, "endpoints[a].interval", f"invalid duration <the value of ${{LONG}}>: {DURATION_HINT}")],
+        id="long-value-clipped",
+    ),
+    pytest.param(
+        ep('interval: "1${PW}"'),
+        [(4, 15, "endpoints[a].interval", f"invalid duration <the value of '1${{PW}}'>: {DURATION_HINT}")],
+        id="part-of-a-value",
+    ),
+    pytest.param(
+        ep('body_size_limit: "${PW}"', 'max_redirects: "${PW}"', 'follow_redirects: "${PW}"'),
+        [
+            (
+                4,
+                22,
+                "endpoints[a].body_size_limit",
+                f"invalid size {PW}: use bytes or a unit (KiB, MiB, GiB), e.g. 10MiB",
+            ),
+            (5, 20, "endpoints[a].max_redirects", f"must be an integer, got a string {PW}"),
+            (6, 23, "endpoints[a].follow_redirects", f"must be true or false, got a string {PW}"),
+        ],
+        id="size-integer-boolean",
+    ),
+    pytest.param(
+        ep('tls: {ca_file: "${PW}.pem"}'),
+        [(4, 20, "endpoints[a].tls.ca_file", f"file not found: {CONFIGS}/<the value of '${{PW}}.pem'>")],
+        id="file-name",
+    ),
+    pytest.param(
+        y("""
+            defaults: {timeout: "${PW}"}
+            endpoints: [{name: a, url: "http://x"}]
+            """),
+        [(1, 21, "defaults.timeout", f"invalid duration {PW}: {DURATION_HINT}")],
+        id="in-the-defaults",
+    ),
+    pytest.param(
+        y("""
+            endpoints:
+              - {name: "${PW}", url: "http://x", timeout: 1d}
+              - {name: "${PW}", url: "http://x y"}
+            """),
+        [
+            (2, 47, "endpoints[0].timeout", "must be shorter than interval (30s by default), got 1d"),
+            (3, 12, "endpoints[1].name", f"duplicate endpoint name {PW} (first used on line 2)"),
+            (3, 26, "endpoints[1].url", "invalid URL 'http://x y': contains whitespace"),
+        ],
+        id="a-name-is-not-shown-in-locations-either",
+    ),
+    pytest.param(
+        ep('url: "http://x/${PW}?q=1 y"'.replace("url", "body"), 'headers: {"X-${PW}": "v"}').replace(
+            "url: http://x", 'url: "http://h/${PW}?q=1 y"'
+        ),
+        [
+            (3, 10, "endpoints[a].url", f"invalid URL 'http://h/{PW}?***': contains whitespace"),
+            (5, 15, "endpoints[a].headers.X-${PW}", "invalid header name 'X-${PW}'"),
+        ],
+        id="keys-are-written-text",
+    ),
+]
+
+
+@pytest.mark.parametrize(("source", "expected"), SECRET_IN_THE_WRONG_FIELD)
+def test_a_secret_in_the_wrong_field_is_named_not_shown(source: str, expected: list[Expected]) -> None:
+    problems = problems_of(source)
+    assert problems == expected
+    for secret in (SECRET, LONG_SECRET[:12], "abcdefghijk"):
+        assert all(secret not in f"{location} {message}" for _, _, location, message in problems)
+
+
+def test_a_secret_that_is_valid_where_it_landed_is_used_as_such() -> None:
+    # Not every misplaced value is a problem: a valid one is taken, and nothing is printed at all.
+    config = parse_config(ep('timeout: "${T}"'), env={"T": "5s"})
+    assert config.endpoints[0].timeout == 5.0
+
+
+def test_values_from_defaults_written_in_the_file_are_shown() -> None:
+    # ${X:-default} with X unset: the default is text of the file, no secret.
+    assert problems_of(ep('timeout: "${UNSET:-soon}"')) == [
+        (4, 14, "endpoints[a].timeout", f"invalid duration 'soon': {DURATION_HINT}")
+    ]
+
+
+def test_validate_text_and_json_never_print_the_secret(tmp_path: Path) -> None:
+    cfg = tmp_path / "upwatch.yml"
+    cfg.write_text(ep('timeout: "${PW}"', 'method: "${PW}"', 'expect: {status: "${PW}", body_matches: "(${PW}"}'))
+    code, out = run("validate", str(cfg), env={"PW": SECRET})
+    assert code == 1
+    assert out.splitlines() == [
+        f"{cfg}:4:14: endpoints[a].timeout: invalid duration {PW}: {DURATION_HINT}",
+        f"{cfg}:5:13: endpoints[a].method: must be one of {METHODS}, got {PW}",
+        f"{cfg}:6:22: endpoints[a].expect.status: invalid status {PW}: use 200, '2xx' or '200-299'",
+        f"{cfg}:6:45: endpoints[a].expect.body_matches: invalid regular expression <the value of '(${{PW}}'>: "
+        "missing ), unterminated subpattern at position 0",
+    ]
+    code, out = run("validate", "--format", "json", str(cfg), env={"PW": SECRET})
+    assert code == 1 and SECRET not in out
+    (report,) = json.loads(out)["files"]
+    assert [p["message"] for p in report["problems"]][:2] == [
+        f"invalid duration {PW}: {DURATION_HINT}",
+        f"must be one of {METHODS}, got {PW}",
+    ]
+
+
+def test_serve_logs_a_bad_config_without_the_secret(tmp_path: Path) -> None:
+    cfg = tmp_path / "upwatch.yml"
+    cfg.write_text(ep('timeout: "${PW}"'))
+    args = [*UPWATCH, "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{free_port()}", "--log-format", "json"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, env={**os.environ, "PW": SECRET})
+    assert done.returncode == 1
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [e["problem"] for e in events if e["event"] == "invalid config"] == [
+        f"{cfg}:4:14: endpoints[a].timeout: invalid duration {PW}: {DURATION_HINT}"
+    ]
+    assert SECRET not in done.stderr + done.stdout
+
+
+def test_a_reload_rejected_answers_and_logs_without_the_secret(tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/").respond_with_data("fine")
+    cfg = tmp_path / "upwatch.yml"
+    good = f"endpoints:\n  - name: a\n    url: '{httpserver.url_for('/')}'\n    interval: 300ms\n    timeout: 200ms\n"
+    cfg.write_text(good)
+    port, log = free_port(), tmp_path / "upwatch.log"
+    args = [*UPWATCH, "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}", "--log-format", "json"]
+    with running(args, f"http://127.0.0.1:{port}/-/ready", env={"PW": SECRET}, log=log) as proc:
+        cfg.write_text(good + '    method: "${PW}"\n    expect: {body_matches: "(${PW}"}\n')
+        answer = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=30)
+        assert answer.status_code == 500
+        assert f"{cfg}:6:13: endpoints[a].method: must be one of {METHODS}, got {PW}" in answer.text
+        proc.send_signal(signal.SIGHUP)  # the same, by signal: logged only
+        wait_for("the second rejection logged", lambda: log.read_text().count("config reload rejected") >= 4, 30)
+    assert SECRET not in answer.text
+    assert SECRET not in log.read_text()
+
+
+# -- 10: nested ${VAR} defaults, as Compose reads them ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "env", "expected"),
+    [
+        pytest.param("${A:-${B}}", {"A": "a", "B": "b"}, "a", id="outer-set"),
+        pytest.param("${A:-${B}}", {"B": "b"}, "b", id="outer-unset"),
+        pytest.param("${A:-${B}}", {"A": "", "B": "b"}, "b", id="outer-empty"),
+        pytest.param("${A:-${B:-x}}", {}, "x", id="two-levels"),
+        pytest.param("${A:-${B:-${C:-deep}}}", {"C": "c"}, "c", id="three-levels"),
+        pytest.param("${A:-${B}}", {"A": "a"}, "a", id="an-unused-default-may-name-an-unset-variable"),
+        pytest.param("${A:-x${B}y}-${C:-z}", {"B": "b"}, "xby-z", id="text-around-nested"),
+        pytest.param("${A:-$${B}}", {}, "${B}", id="escape-in-a-default"),
+        pytest.param("${A:-}}", {}, "}", id="a-brace-after-an-empty-default-is-text"),
+        pytest.param("${A:-${B}}", {"B": "${C}"}, "${C}", id="values-are-not-expanded-again"),
+    ],
+)
+def test_nested_defaults(template: str, env: dict[str, str], expected: str) -> None:
+    config = parse_config(ep(f"headers: {{X-Value: '{template}'}}"), env=env)
+    assert config.endpoints[0].headers["X-Value"] == expected
+
+
+UNCLOSED = "invalid variable reference: ${ without a closing }"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        pytest.param("${A:-${B}", UNCLOSED, id="nested-unclosed"),
+        pytest.param("${A:-${B:-x}", UNCLOSED, id="nested-default-unclosed"),
+        pytest.param("${A:-x", UNCLOSED, id="default-unclosed"),
+        pytest.param("${A-${B}}", "invalid variable reference ${A-${B}}: use ${NAME} or ${NAME:-default}", id="dash"),
+        pytest.param("${A:-${1B}}", "invalid variable reference ${1B}: use ${NAME} or ${NAME:-default}", id="inner"),
+        pytest.param(
+            "${A:-${B}}",
+            "environment variable B is not set (write ${B:-default} for a fallback)",
+            id="the-default-taken-names-an-unset-variable",
+        ),
+    ],
+)
+def test_nested_defaults_mistakes(template: str, message: str) -> None:
+    assert problems_of(ep(f"headers: {{X-Value: '{template}'}}"), env={}) == [
+        (4, 24, "endpoints[a].headers.X-Value", message)
+    ]
+
+
+def test_nested_default_filled_from_a_variable_is_concealed_too() -> None:
+    assert problems_of(ep('timeout: "${UNSET:-${PW}}"')) == [
+        (4, 14, "endpoints[a].timeout", f"invalid duration <the value of '${{UNSET:-${{PW}}}}'>: {DURATION_HINT}")
+    ]
