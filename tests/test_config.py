@@ -408,7 +408,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         ep(f"interval: {'9' * 400}s"),
-        [(4, 15, "endpoints[a].interval", f"duration {'9' * 40!r}... is too long")],
+        [(4, 15, "endpoints[a].interval", f"duration {'9' * 40!r}... is too long: at most 365d")],
         id="duration-infinite",
     ),
     pytest.param(

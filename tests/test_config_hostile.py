@@ -1,7 +1,7 @@
-"""Config files written by a careless operator or a hostile one: secrets in the wrong field and nested ${VAR}
-defaults.
+"""Config files written by a careless operator or a hostile one: secrets in the wrong field, numbers too big
+for Python, nested ${VAR} defaults.
 
-Each is checked against the real loader and the real `upwatch` command (validate, serve).
+Each is checked against the real loader and the real `upwatch` command (validate, serve, schema).
 """
 
 from __future__ import annotations
@@ -238,6 +238,146 @@ def test_a_reload_rejected_answers_and_logs_without_the_secret(tmp_path: Path, h
         wait_for("the second rejection logged", lambda: log.read_text().count("config reload rejected") >= 4, 30)
     assert SECRET not in answer.text
     assert SECRET not in log.read_text()
+
+
+# -- 8: numbers Python will not convert, files that cannot be written ----------------------------------------
+
+BIG = "9" * 5000
+UNREADABLE_VALUES = [
+    pytest.param(
+        f"max_concurrent_probes: {BIG}",
+        (2, 24, "max_concurrent_probes", "integer out of range: must be between -2^63 and 2^63-1"),
+        id="5000-digits",
+    ),
+    pytest.param(
+        "max_concurrent_probes: 0x" + "f" * 2000,
+        (2, 24, "max_concurrent_probes", "integer out of range: must be between -2^63 and 2^63-1"),
+        id="2000-hex-digits",
+    ),
+    pytest.param(
+        "max_concurrent_probes: 9223372036854775808",
+        (2, 24, "max_concurrent_probes", "integer out of range: must be between -2^63 and 2^63-1"),
+        id="2^63",
+    ),
+    pytest.param(
+        "status_page: {announcements: [{title: t, starts: 2025-02-30T00:00:00Z}]}",
+        (
+            2,
+            50,
+            "status_page.announcements[0].starts",
+            "cannot read '2025-02-30T00:00:00Z' as a timestamp: day is out of range for month",
+        ),
+        id="30-february",
+    ),
+    pytest.param(
+        'max_concurrent_probes: !!int "abc"',
+        (2, 24, "max_concurrent_probes", "cannot read 'abc' as an integer"),
+        id="tagged-int",
+    ),
+    pytest.param(
+        'max_concurrent_probes: !!bool "maybe"',
+        (2, 24, "max_concurrent_probes", "cannot read 'maybe' as true or false"),
+        id="tagged-bool",
+    ),
+    pytest.param(
+        'max_concurrent_probes: !!timestamp "x"',
+        (2, 24, "max_concurrent_probes", "cannot read 'x' as a timestamp"),
+        id="tagged-timestamp",
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), UNREADABLE_VALUES)
+def test_values_python_cannot_convert_are_one_problem_each(line: str, expected: Expected) -> None:
+    assert problems_of(f"endpoints: []\n{line}\n") == [expected]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        pytest.param(
+            f'timeout: "{BIG}s"',
+            (4, 14, "endpoints[a].timeout", f"duration {BIG[:40]!r}... is too long: at most 365d"),
+            id="duration-of-5000-digits",
+        ),
+        pytest.param(
+            f"timeout: {'9' * 307}s",
+            (4, 14, "endpoints[a].timeout", f"duration {'9' * 40!r}... is too long: at most 365d"),
+            id="duration-near-the-largest-float",
+        ),
+        pytest.param(
+            "interval: 366d",
+            (4, 15, "endpoints[a].interval", "duration '366d' is too long: at most 365d"),
+            id="duration-over-a-year",
+        ),
+        pytest.param(
+            "degraded_after: 0.5ms",
+            (4, 21, "endpoints[a].degraded_after", "duration '0.5ms' is too short: at least 1ms"),
+            id="duration-under-a-millisecond",
+        ),
+        pytest.param(
+            f'body_size_limit: "{BIG}"',
+            (4, 22, "endpoints[a].body_size_limit", f"size {BIG[:40]!r}... is too large"),
+            id="size-of-5000-digits",
+        ),
+        pytest.param(
+            f'expect: {{status: "{BIG}"}}',
+            (
+                4,
+                22,
+                "endpoints[a].expect.status",
+                f"status {BIG!r} is not an HTTP status code (100-599)",
+            ),
+            id="status-of-5000-digits",
+        ),
+        pytest.param(
+            f"failure_threshold: {BIG}",
+            (4, 24, "endpoints[a].failure_threshold", "integer out of range: must be between -2^63 and 2^63-1"),
+            id="threshold-of-5000-digits",
+        ),
+    ],
+)
+def test_huge_numbers_in_endpoint_fields(line: str, expected: Expected) -> None:
+    assert problems_of(ep(line)) == [expected]
+
+
+def test_validate_a_5000_digit_integer_is_a_problem_not_an_internal_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "upwatch.yml"
+    cfg.write_text(f"endpoints: []\nmax_concurrent_probes: {BIG}\n")
+    done = subprocess.run([*UPWATCH, "validate", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert done.stdout == (
+        f"{cfg}:2:24: max_concurrent_probes: integer out of range: must be between -2^63 and 2^63-1\n"
+    )
+
+
+def test_serve_refuses_a_5000_digit_integer_in_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "upwatch.yml"
+    cfg.write_text(f"endpoints:\n  - name: a\n    url: http://127.0.0.1:1/\n    failure_threshold: {BIG}\n")
+    args = [*UPWATCH, "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{free_port()}", "--log-format", "json"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    problem = f"{cfg}:4:24: endpoints[a].failure_threshold: integer out of range: must be between -2^63 and 2^63-1"
+    assert done.stderr.splitlines()[-1] == problem
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("/dev/full", "Error: cannot write /dev/full: No space left on device"),
+        ("/nonexistent/x.json", "Error: cannot write /nonexistent/x.json: No such file or directory"),
+    ],
+)
+def test_schema_to_a_file_that_cannot_be_written(target: str, message: str) -> None:
+    done = subprocess.run([*UPWATCH, "schema", "-o", target], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", message + "\n")
+
+
+def test_schema_to_a_full_standard_output() -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*UPWATCH, "schema"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (1, "Error: cannot write standard output: No space left on device\n")
 
 
 # -- 10: nested ${VAR} defaults, as Compose reads them ----------------------------------------------------------

@@ -9,7 +9,7 @@ import yaml
 
 from .interpolation import Filled, FilledValues, expand
 from .problems import ConfigError, PathKey, Problem, format_location
-from .values import type_name
+from .values import clip, type_name
 
 _MAX_NODES = 100_000  # values an alias may expand to, against alias bombs ("billion laughs")
 _MAX_DEPTH = 100
@@ -17,6 +17,19 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_KINDS = {
+    _INT_TAG: "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:null": "nothing (null)",
+    _TIMESTAMP_TAG: "a timestamp",
+    "tag:yaml.org,2002:binary": "base64 data",
+}
+# Integers are read as 64-bit ones (none of the file's numbers comes near): 0b and 64 digits, with a sign, at most.
+_MAX_INT_TEXT = 100
+_INT_RANGE = "integer out of range: must be between -2^63 and 2^63-1"
 
 
 def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[dict[str, object], Document]:
@@ -181,7 +194,26 @@ class Document:
             return [self.convert(item, (*path, i), inner) for i, item in enumerate(node.value)]
         if node.tag == _STR_TAG:  # most values: the text as written, no constructor needed
             return self._interpolate(node.value, path)
-        return self._constructor.construct_object(node)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: PathKey) -> object:
+        """A value other than a string (a number, a boolean, a timestamp); None when it cannot be read."""
+        if node.tag == _INT_TAG and len(node.value) > _MAX_INT_TEXT:  # not even converted: Python refuses 4,300 digits
+            self._unreadable(path, _INT_RANGE)
+            return None
+        try:
+            value = self._constructor.construct_object(node)
+        except yaml.YAMLError:  # e.g. an unknown tag: a problem with the YAML, reported as such
+            raise
+        except Exception as exc:  # PyYAML's constructors raise whatever they meet: 30 February, !!int "abc"
+            kind = _KINDS.get(node.tag, f"a value of tag {node.tag}")
+            reason = f": {exc}" if isinstance(exc, ValueError) and node.tag == _TIMESTAMP_TAG else ""
+            self._unreadable(path, f"cannot read {clip(node.value)} as {kind}{reason}")
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            self._unreadable(path, _INT_RANGE)
+            return None
+        return value
 
     def _key(self, node: yaml.Node) -> object:
         """A mapping key as data; None for a collection used as a key."""

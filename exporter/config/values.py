@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +69,15 @@ def parse_duration(value: object) -> float:
         raise ValueError("invalid duration '': use e.g. 30s")
     if total <= 0:
         raise ValueError(f"duration {value!r} must be greater than zero")
-    if not math.isfinite(total):
-        raise ValueError(f"duration {clip(value)} is too long")
+    if total < MIN_DURATION:
+        raise ValueError(f"duration {clip(value)} is too short: at least 1ms")
+    if not total <= MAX_DURATION:  # infinity too: float() takes 400 digits without complaint
+        raise ValueError(f"duration {clip(value)} is too long: at most {format_duration(MAX_DURATION)}")
     return total
+
+
+MIN_DURATION = 0.001  # a finer duration would be shown and timed as 0
+MAX_DURATION = 365 * 86400.0  # longer is a typo: no probe waits a year
 
 
 def format_duration(seconds: float) -> str:
@@ -113,8 +118,11 @@ def parse_size(value: object) -> int:
     else:
         raise ValueError(f"must be a size like 10MiB, got {type_name(value)}")
     m = _SIZE.match(text)
+    written = clip(value) if isinstance(value, str) else text
     if not m:
-        raise ValueError(f"invalid size {value!r}: use bytes or a unit (KiB, MiB, GiB), e.g. 10MiB")
+        raise ValueError(f"invalid size {written}: use bytes or a unit (KiB, MiB, GiB), e.g. 10MiB")
+    if len(m.group(1)) > 18:  # int() refuses 4,300 digits; no limit needs a billion gigabytes
+        raise ValueError(f"size {written} is too large")
     size = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
     if size <= 0:
         raise ValueError("size must be greater than zero")
@@ -144,7 +152,7 @@ _STATUS_RANGE = re.compile(r"^(\d{3})\s*-\s*(\d{3})$")
 
 
 def _status_code(text: str | int, original: object) -> int:
-    code = int(text)
+    code = int(text) if isinstance(text, int) or len(text) <= 3 else 0  # int() refuses 4,300 digits
     if not 100 <= code <= 599:
         raise ValueError(f"status {original!r} is not an HTTP status code (100-599)")
     return code
