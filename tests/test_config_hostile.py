@@ -1,5 +1,5 @@
 """Config files written by a careless operator or a hostile one: secrets in the wrong field, numbers too big
-for Python, nested ${VAR} defaults.
+for Python, names that hide what they are, nested ${VAR} defaults.
 
 Each is checked against the real loader and the real `upwatch` command (validate, serve, schema).
 """
@@ -21,6 +21,7 @@ from pytest_httpserver import HTTPServer
 
 from exporter.cli import main
 from exporter.config import ConfigError, parse_config
+from exporter.config.problems import printable
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SECRET = "hunter2-Tr0ub4dor"
@@ -378,6 +379,87 @@ def test_schema_to_a_full_standard_output() -> None:
     with open("/dev/full", "w") as full:
         done = subprocess.run([*UPWATCH, "schema"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (1, "Error: cannot write standard output: No space left on device\n")
+
+
+# -- 9: names that hide what they are ------------------------------------------------------------------------
+
+NAMES_THAT_HIDE = [
+    pytest.param("a\u009bb", "U+009B CONTROL SEQUENCE INTRODUCER", id="csi"),
+    pytest.param("a\u202eb", "U+202E RIGHT-TO-LEFT OVERRIDE", id="bidi-override"),
+    pytest.param("a\u2028b", "U+2028 LINE SEPARATOR", id="line-separator"),
+    pytest.param("zw\u200b", "U+200B ZERO WIDTH SPACE", id="zero-width-space"),
+    pytest.param("a\u00a0b", "U+00A0 NO-BREAK SPACE", id="no-break-space"),
+    pytest.param("a\u2066b", "U+2066 LEFT-TO-RIGHT ISOLATE", id="bidi-isolate"),
+    pytest.param("a\ufeffb", "U+FEFF ZERO WIDTH NO-BREAK SPACE", id="bom"),
+    pytest.param("a\x1b[31mb", "U+001B ESCAPE", id="escape"),
+    pytest.param("a\tb", "U+0009 CHARACTER TABULATION", id="tab"),
+    pytest.param("a\ue000b", "U+E000 (private use)", id="private-use"),
+]
+
+
+def quoted(text: str) -> str:
+    """A YAML double-quoted string holding `text`, every character outside ASCII as an escape."""
+    return '"' + "".join(ch if " " <= ch <= "~" and ch not in '"\\' else f"\\u{ord(ch):04x}" for ch in text) + '"'
+
+
+@pytest.mark.parametrize(("name", "named"), NAMES_THAT_HIDE)
+def test_endpoint_names_must_show_as_they_are(name: str, named: str) -> None:
+    source = f"endpoints:\n  - name: {quoted(name)}\n    url: http://x\n"
+    assert problems_of(source) == [
+        (
+            2,
+            11,
+            f"endpoints[{printable(name)}].name",
+            f"invalid endpoint name {name!r}: {named} is not allowed in a name",
+        )
+    ]
+
+
+@pytest.mark.parametrize(("name", "named"), NAMES_THAT_HIDE)
+def test_label_values_and_group_names_must_show_as_they_are(name: str, named: str) -> None:
+    source = y(f"""
+        endpoints:
+          - {{name: a, url: "http://x", labels: {{team: {quoted(name)}}}}}
+        status_page:
+          groups: [{{name: {quoted(name)}, endpoints: [a]}}]
+        """)
+    problems = problems_of(source)
+    assert problems[0] == (2, 47, "endpoints[a].labels.team", f"{named} is not allowed in a label value")
+    (line, column, location, message) = problems[1]
+    assert (line, column, location) == (4, 19, "status_page.groups[0].name")
+    assert named.split()[0] in message  # "U+202E RIGHT-TO-LEFT OVERRIDE is not allowed in a name", or a control
+
+
+def test_two_names_alike_are_one_name_however_written() -> None:
+    # 'zw' and 'zw' + U+200B were two endpoints; U+200B is now refused. And 'é' written precomposed or as
+    # e + U+0301 is one name in two Unicode forms: a duplicate, not a second endpoint that looks the same.
+    source = 'endpoints:\n  - {name: "caf\\u00e9", url: "http://x"}\n  - {name: "cafe\\u0301", url: "http://x"}\n'
+    assert problems_of(source) == [
+        (
+            3,
+            12,
+            "endpoints[1].name",
+            "duplicate endpoint name 'cafe\u0301' (first used on line 2, written in another Unicode form)",
+        )
+    ]
+
+
+def test_ordinary_unicode_is_welcome_in_names_labels_and_page_text() -> None:
+    source = y("""
+        endpoints:
+          - {name: "Zahlungen Köln", url: "http://x", labels: {team: "支払い"}}
+        status_page:
+          title: "Statut des services 🟢"
+          groups: [{name: "Paiements", endpoints: ["Zahlungen Köln"]}]
+          announcements:
+            - title: "Wartung am Montag 👨\u200d🔧"
+              message: "עברית עם סימן כיוון \u200f ודי"
+        """)
+    config = parse_config(source, env={})
+    assert config.endpoints[0].name == "Zahlungen Köln"
+    assert config.endpoints[0].labels == {"team": "支払い"}
+    (announcement,) = config.status_page.announcements
+    assert "\u200d" in announcement.title and "\u200f" in (announcement.message or "")
 
 
 # -- 10: nested ${VAR} defaults, as Compose reads them ----------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
@@ -68,9 +69,10 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
             name = item.get("name") if isinstance(item, dict) else None
             if not isinstance(name, str) or not name or ("endpoints", i, "name") in doc.filled:
                 continue  # a name from the environment stays out of locations, as its values stay out of messages
-            if name not in named:
+            normal = unicodedata.normalize("NFC", name)
+            if normal not in named:
                 doc.names[i] = name
-                named.add(name)
+                named.add(normal)
 
     top_model = None
     try:  # the top level; endpoints are checked one by one below
@@ -91,6 +93,7 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
         return None
     endpoints: list[Endpoint] = []
     first_use: dict[str, int] = {}
+    normal_forms: dict[str, str] = {}  # NFC form -> the name first written so: 'é' and 'e' + U+0301 are one name
     shared: dict[tuple[str, str], object] = {}
     vantage = top_model.vantage if top_model is not None else None
     for i, item in enumerate(raw_endpoints):
@@ -99,11 +102,16 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
             doc.problem(path, f"each endpoint must be a mapping with name and url, got {type_name(item)}")
             continue
         name = item.get("name")
-        if isinstance(name, str) and name in first_use:
-            line = doc.mark(("endpoints", first_use[name], "name"))[0]
-            doc.problem((*path, "name"), f"duplicate endpoint name {name!r} (first used on line {line})")
-        elif isinstance(name, str):
-            first_use[name] = i
+        if isinstance(name, str):
+            same = _first_of_name(name, first_use, normal_forms)
+            if same is None:
+                first_use[name] = i
+                normal_forms.setdefault(unicodedata.normalize("NFC", name), name)
+            else:
+                line = doc.mark(("endpoints", first_use[same], "name"))[0]
+                other_form = "" if same == name else ", written in another Unicode form"
+                message = f"duplicate endpoint name {name!r} (first used on line {line}{other_form})"
+                doc.problem((*path, "name"), message)
         merged, sources = _merge(defaults, item, path)
         timing_ok = _check_timing(merged, doc, path, sources)
         try:
@@ -125,6 +133,13 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
     if doc.problems or top_model is None:
         return None
     return top_model.model_copy(update={"endpoints": endpoints})
+
+
+def _first_of_name(name: str, first_use: Mapping[str, int], normal_forms: Mapping[str, str]) -> str | None:
+    """The name, as first written, of an earlier endpoint with this name (in any Unicode normal form); or None."""
+    if name in first_use:
+        return name
+    return normal_forms.get(unicodedata.normalize("NFC", name))
 
 
 def _check_groups(page: StatusPage, endpoints: list[Endpoint], written: Mapping[str, int], doc: Document) -> None:

@@ -27,6 +27,7 @@ from .values import (
     Url,
     Workers,
     check_header_value,
+    check_label_value,
     check_name,
     check_percent,
     check_vantage,
@@ -104,7 +105,7 @@ class Endpoint(StrictModel):
     body_size_limit: Size = Field(
         default=10 * 1024 * 1024, description="read at most this much of a response body; more fails the probe"
     )
-    labels: dict[LabelName, TextValue] = Field(
+    labels: dict[LabelName, Annotated[TextValue, AfterValidator(check_label_value)]] = Field(
         default_factory=dict, description="added to every series of the endpoint"
     )
     slo: SLO | None = Field(default=None)

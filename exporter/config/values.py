@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -41,7 +42,6 @@ RESERVED_LABELS = frozenset(
 )
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_ENDPOINT_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _WHITESPACE = re.compile(r"\s")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -281,11 +281,49 @@ def _scalar_text(value: object) -> object:
 
 
 def check_name(value: str) -> str:
-    if not _ENDPOINT_NAME.match(value) or value != value.strip():
+    """An endpoint name: 1 to 128 characters a terminal or a page shows as they are, no surrounding space."""
+    if (unsafe := unshowable(value)) is not None:
+        raise ValueError(f"invalid endpoint name {value!r}: {unsafe} is not allowed in a name")
+    if not 1 <= len(value) <= 128 or value != value.strip():
         raise ValueError(
             f"invalid endpoint name {value!r}: 1 to 128 printable characters, no leading or trailing space"
         )
     return value
+
+
+def check_label_value(value: str) -> str:
+    """A label value: text a terminal or a page shows as it is (Prometheus takes any; terminals and Slack do not)."""
+    if (unsafe := unshowable(value)) is not None:
+        raise ValueError(f"{unsafe} is not allowed in a label value")
+    return value
+
+
+def unshowable(text: str) -> str | None:
+    """The first character of `text` that is not shown as itself, named (`U+202E RIGHT-TO-LEFT OVERRIDE`); or None.
+
+    Those are control characters (C0, DEL, C1: a terminal acts on U+009B as on ESC [), format characters
+    (bidi overrides, which reorder what follows them; zero-width ones, which make two names look
+    alike), line and paragraph separators, spaces other than U+0020, surrogates, private-use and
+    unassigned code points: what Python's str.isprintable refuses.
+    """
+    if text.isprintable():
+        return None
+    ch = next(c for c in text if not c.isprintable())
+    name = _CONTROLS.get(ch) or unicodedata.name(ch, "") or _UNNAMED.get(unicodedata.category(ch), "(not printable)")
+    return f"U+{ord(ch):04X} {name}"
+
+
+# Control characters have no name in Unicode's data, only aliases; those met most often.
+_CONTROLS = {
+    "\t": "CHARACTER TABULATION",
+    "\n": "LINE FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x1b": "ESCAPE",
+    "\x7f": "DELETE",
+    "\x85": "NEXT LINE",
+    "\x9b": "CONTROL SEQUENCE INTRODUCER",
+}
+_UNNAMED = {"Cc": "(a control character)", "Cs": "(a surrogate)", "Co": "(private use)", "Cn": "(unassigned)"}
 
 
 _VANTAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
