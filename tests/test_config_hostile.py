@@ -1,5 +1,5 @@
 """Config files written by a careless operator or a hostile one: secrets in the wrong field, numbers too big
-for Python, names that hide what they are, nested ${VAR} defaults.
+for Python, names that hide what they are, nested ${VAR} defaults, an interval that burns a core.
 
 Each is checked against the real loader and the real `upwatch` command (validate, serve, schema).
 """
@@ -513,3 +513,42 @@ def test_nested_default_filled_from_a_variable_is_concealed_too() -> None:
     assert problems_of(ep('timeout: "${UNSET:-${PW}}"')) == [
         (4, 14, "endpoints[a].timeout", f"invalid duration <the value of '${{UNSET:-${{PW}}}}'>: {DURATION_HINT}")
     ]
+
+
+# -- 12: a floor under the interval ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param(
+            ep("interval: 1ms", "timeout: 1ms"),
+            [(4, 15, "endpoints[a].interval", "must be at least 100ms, got 1ms")],
+            id="1ms",
+        ),
+        pytest.param(
+            ep("interval: 99ms"),
+            [(4, 15, "endpoints[a].interval", "must be at least 100ms, got 99ms")],
+            id="just-under-with-the-default-timeout",
+        ),
+        pytest.param(
+            "defaults: {interval: 10ms}\nendpoints: [{name: a, url: 'http://x'}, {name: b, url: 'http://y'}]\n",
+            [(1, 22, "defaults.interval", "must be at least 100ms, got 10ms")],
+            id="in-the-defaults-once",
+        ),
+    ],
+)
+def test_interval_floor(source: str, expected: list[Expected]) -> None:
+    assert problems_of(source) == expected
+
+
+def test_interval_at_the_floor_is_accepted() -> None:
+    config = parse_config(ep("interval: 100ms", "timeout: 50ms"), env={})
+    assert config.endpoints[0].interval == 0.1
+
+
+def test_validate_names_the_interval_floor_at_its_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "upwatch.yml"
+    cfg.write_text(ep("interval: 1ms", "timeout: 1ms"))
+    code, out = run("validate", str(cfg))
+    assert (code, out) == (1, f"{cfg}:4:15: endpoints[a].interval: must be at least 100ms, got 1ms\n")

@@ -18,7 +18,7 @@ from .document import Document, read_document
 from .models import DEFAULTABLE, Config, Endpoint, EndpointDefaults
 from .problems import ConfigError, PathKey, Problem, printable
 from .status_page import StatusPage
-from .values import clip, format_duration, parse_duration, type_name
+from .values import MIN_INTERVAL, clip, format_duration, parse_duration, type_name
 
 DEFAULT_CONFIG_FILE = "upwatch.yml"
 CONFIG_ENV_VAR = "UPWATCH_CONFIG"
@@ -269,6 +269,8 @@ def _check_timing(
         return False
     if timeout < interval:
         return True
+    if interval < MIN_INTERVAL:  # reported as too short: longer than the timeout it must be too, but first that
+        return False
 
     (t_here, t_from), (i_here, i_from) = (_origin((key,), merged, sources, path) for key in ("timeout", "interval"))
     if t_here:

@@ -27,6 +27,7 @@ from .values import (
     Url,
     Workers,
     check_header_value,
+    check_interval,
     check_label_value,
     check_name,
     check_percent,
@@ -93,7 +94,9 @@ class Endpoint(StrictModel):
         default_factory=dict, description="request headers; ${VAR} allowed"
     )
     body: str | None = Field(default=None, description="request body")
-    interval: Duration = Field(default=30.0, description="time between probes")
+    interval: Annotated[Duration, AfterValidator(check_interval)] = Field(
+        default=30.0, description="time between probes; at least 100ms"
+    )
     timeout: Duration = Field(default=10.0, description="deadline for the whole probe; shorter than interval")
     failure_threshold: int = Field(default=3, ge=1, description="consecutive failed probes that open an incident")
     success_threshold: int = Field(default=1, ge=1, description="consecutive good probes that close it")

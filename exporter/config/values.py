@@ -78,6 +78,14 @@ def parse_duration(value: object) -> float:
 
 MIN_DURATION = 0.001  # a finer duration would be shown and timed as 0
 MAX_DURATION = 365 * 86400.0  # longer is a typo: no probe waits a year
+MIN_INTERVAL = 0.1  # probes of one endpoint at most 10 times a second: 1ms made one endpoint burn a core
+
+
+def check_interval(seconds: float) -> float:
+    """An interval between probes no shorter than MIN_INTERVAL."""
+    if seconds < MIN_INTERVAL:
+        raise ValueError(f"must be at least {format_duration(MIN_INTERVAL)}, got {format_duration(seconds)}")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
