@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -212,7 +213,13 @@ def probe(config_file: str | None, endpoints: tuple[str, ...], fmt: str) -> None
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of the config file (for editors)."""
     text = json_schema_text()
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text)
+    try:
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            output.write_text(text)
+    except OSError as exc:
+        if output is None:  # what is still buffered would fail again, with a traceback, as Python exits
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        where = "standard output" if output is None else click.format_filename(output)
+        raise click.ClickException(f"cannot write {where}: {exc.strerror or exc}") from None

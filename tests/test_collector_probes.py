@@ -58,7 +58,18 @@ EXPIRY = 1_800_000_000.0
 
 
 def endpoint(name: str, **extra: Any) -> Endpoint:
-    return Endpoint.model_validate({"name": name, "url": f"https://{name}.example.com/health", **extra})
+    return unchecked({"name": name, "url": f"https://{name}.example.com/health", **extra})
+
+
+def unchecked(fields: dict[str, Any]) -> Endpoint:
+    """An endpoint whose name and label values are taken as they are, the rest checked.
+
+    The config refuses control, bidi and zero-width characters in them; the exposition must escape
+    whatever it is handed all the same.
+    """
+    labels = fields.get("labels", {})
+    checked = Endpoint.model_validate({**fields, "name": "checked", "labels": dict.fromkeys(labels, "checked")})
+    return checked.model_copy(update={"name": fields["name"], "labels": labels})
 
 
 def good(name: str, t: float, duration: float = 0.2, **extra: Any) -> ProbeResult:
@@ -549,7 +560,7 @@ def hostile_results(t: float) -> list[ProbeResult]:
 def test_hostile_labels_and_values_render_as_prometheus_client_does() -> None:
     # Bucket bounds whose `le` text takes Go's exponent form (1e+06) or is tiny.
     store = ResultStore(clock=lambda: CREATED_AT, buckets=(1e-9, 0.5, 1e6, 1.5e7, 1e21))
-    store.sync([Endpoint.model_validate(ep) for ep in HOSTILE_ENDPOINTS])
+    store.sync([unchecked(ep) for ep in HOSTILE_ENDPOINTS])
     exposition = ProbeExposition(store)
     assert_same_as_reference(store, exposition)
     for result in hostile_results(1.7e9):

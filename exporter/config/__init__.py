@@ -6,7 +6,8 @@
 | `models`      | `Endpoint`, `Expect`, `TLSConfig`, `SLO`, `EndpointDefaults`, `Config`         |
 | `host`        | the `host` section (collector switches, paths, filters)                       |
 | `status_page` | the `status_page` section (title, groups, announcements, Prometheus URL)      |
-| `document`    | YAML with the position of every value, and `${VAR}` from the environment      |
+| `document`    | YAML with the position of every value; numbers Python cannot convert refused  |
+| `interpolation` | `${VAR}` from the environment, nested defaults; their values kept out of problems |
 | `problems`    | `Problem`, `ConfigError`, locations like `endpoints[api].timeout`            |
 | `loader`      | `load_config`: defaults merged, cross-checks, files resolved, TLS loaded      |
 | `schema`      | the JSON Schema for editors                                                  |

@@ -7,17 +7,29 @@ from collections.abc import Mapping
 
 import yaml
 
-from .problems import ConfigError, PathKey, Problem, format_location, printable
-from .values import type_name
+from .interpolation import Filled, FilledValues, expand
+from .problems import ConfigError, PathKey, Problem, format_location
+from .values import clip, type_name
 
 _MAX_NODES = 100_000  # values an alias may expand to, against alias bombs ("billion laughs")
 _MAX_DEPTH = 100
-_ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_KINDS = {
+    _INT_TAG: "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:null": "nothing (null)",
+    _TIMESTAMP_TAG: "a timestamp",
+    "tag:yaml.org,2002:binary": "base64 data",
+}
+# Integers are read as 64-bit ones (none of the file's numbers comes near): 0b and 64 digits, with a sign, at most.
+_MAX_INT_TEXT = 100
+_INT_RANGE = "integer out of range: must be between -2^63 and 2^63-1"
 
 
 def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[dict[str, object], Document]:
@@ -67,11 +79,13 @@ class Document:
         self.value_marks: dict[PathKey, tuple[int, int]] = {}
         self.key_marks: dict[PathKey, tuple[int, int]] = {}
         self.names: dict[int, str] = {}  # endpoint index -> name, for locations like endpoints[api]
+        self.filled = FilledValues()  # where ${VAR}s were filled in, kept out of problem messages
         self._pending: list[tuple[int, int, PathKey, str, str | None]] = []
         self._constructor = yaml.constructor.SafeConstructor()
         self._nodes = 0  # values met again through an alias; values written once do not count
         self._met: set[int] = set()
         self._explicit: dict[int, int] = {}  # mapping node -> how many of its pairs were written in it (not merged)
+        self._unread: set[PathKey] = set()  # values with a problem of their own: no other is reported at them
 
     def problem(
         self,
@@ -83,15 +97,23 @@ class Document:
         mark: tuple[int, int] | None = None,
     ) -> None:
         """Record a problem at a path of the document (location defaults to the path)."""
+        if path in self._unread:
+            return  # the value could not be read: what else is said of it would be about a stand-in
         line, col = mark or self.mark(path, at_key=at_key)
         self._pending.append((line, col, path, message, location))
+
+    def _unreadable(self, path: PathKey, message: str) -> None:
+        """A problem with a value as written, which stands for the value from now on."""
+        self._unread.discard(path)
+        self.problem(path, message)
+        self._unread.add(path)
 
     @property
     def problems(self) -> list[Problem]:
         """Every problem so far, each once; locations name endpoints known by now."""
         return list(
             dict.fromkeys(
-                Problem(self.file, line, col, location or self.location(path), message)
+                Problem(self.file, line, col, location or self.location(path), self.filled.conceal(path, message))
                 for line, col, path, message, location in self._pending
             )
         )
@@ -172,37 +194,40 @@ class Document:
             return [self.convert(item, (*path, i), inner) for i, item in enumerate(node.value)]
         if node.tag == _STR_TAG:  # most values: the text as written, no constructor needed
             return self._interpolate(node.value, path)
-        return self._constructor.construct_object(node)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: PathKey) -> object:
+        """A value other than a string (a number, a boolean, a timestamp); None when it cannot be read."""
+        if node.tag == _INT_TAG and len(node.value) > _MAX_INT_TEXT:  # not even converted: Python refuses 4,300 digits
+            self._unreadable(path, _INT_RANGE)
+            return None
+        try:
+            value = self._constructor.construct_object(node)
+        except yaml.YAMLError:  # e.g. an unknown tag: a problem with the YAML, reported as such
+            raise
+        except Exception as exc:  # PyYAML's constructors raise whatever they meet: 30 February, !!int "abc"
+            kind = _KINDS.get(node.tag, f"a value of tag {node.tag}")
+            reason = f": {exc}" if isinstance(exc, ValueError) and node.tag == _TIMESTAMP_TAG else ""
+            self._unreadable(path, f"cannot read {clip(node.value)} as {kind}{reason}")
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            self._unreadable(path, _INT_RANGE)
+            return None
+        return value
 
     def _key(self, node: yaml.Node) -> object:
         """A mapping key as data; None for a collection used as a key."""
         return self._constructor.construct_object(node) if isinstance(node, yaml.ScalarNode) else None
 
     def _interpolate(self, text: str, path: PathKey) -> str:
-        def replace(m: re.Match[str]) -> str:
-            if m.group(0) == "$$":
-                return "$"
-            if m.group(0) == "${":  # no closing brace: a typo, not text to send as it is
-                self.problem(path, "invalid variable reference: ${ without a closing }")
-                return m.group(0)
-            ref = m.group(1)
-            name, sep, default = ref.partition(":-")
-            if not _ENV_NAME.match(name):
-                self.problem(
-                    path, f"invalid variable reference ${{{printable(ref)}}}: use ${{NAME}} or ${{NAME:-default}}"
-                )
-                return m.group(0)
-            value = self.env.get(name)
-            if value is None or (sep and value == ""):
-                if sep:
-                    return default
-                self.problem(
-                    path, f"environment variable {name} is not set (write ${{{name}:-default}} for a fallback)"
-                )
-                return ""
-            return value
-
-        return _ENV_REF.sub(replace, text) if "$" in text else text
+        if "$" not in text:
+            return text
+        out, problems, used = expand(text, self.env)
+        for message in problems:
+            self._unreadable(path, message)
+        if used:
+            self.filled.add(path, Filled(text, out, used))
+        return out
 
 
 def _compose(text: str) -> yaml.Node | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
@@ -17,7 +18,7 @@ from .document import Document, read_document
 from .models import DEFAULTABLE, Config, Endpoint, EndpointDefaults
 from .problems import ConfigError, PathKey, Problem, printable
 from .status_page import StatusPage
-from .values import clip, format_duration, parse_duration, type_name
+from .values import MIN_INTERVAL, clip, format_duration, parse_duration, type_name
 
 DEFAULT_CONFIG_FILE = "upwatch.yml"
 CONFIG_ENV_VAR = "UPWATCH_CONFIG"
@@ -66,9 +67,12 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
         named: set[str] = set()
         for i, item in enumerate(raw_endpoints):
             name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and name and name not in named:
+            if not isinstance(name, str) or not name or ("endpoints", i, "name") in doc.filled:
+                continue  # a name from the environment stays out of locations, as its values stay out of messages
+            normal = unicodedata.normalize("NFC", name)
+            if normal not in named:
                 doc.names[i] = name
-                named.add(name)
+                named.add(normal)
 
     top_model = None
     try:  # the top level; endpoints are checked one by one below
@@ -89,6 +93,7 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
         return None
     endpoints: list[Endpoint] = []
     first_use: dict[str, int] = {}
+    normal_forms: dict[str, str] = {}  # NFC form -> the name first written so: 'é' and 'e' + U+0301 are one name
     shared: dict[tuple[str, str], object] = {}
     vantage = top_model.vantage if top_model is not None else None
     for i, item in enumerate(raw_endpoints):
@@ -97,11 +102,16 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
             doc.problem(path, f"each endpoint must be a mapping with name and url, got {type_name(item)}")
             continue
         name = item.get("name")
-        if isinstance(name, str) and name in first_use:
-            line = doc.mark(("endpoints", first_use[name], "name"))[0]
-            doc.problem((*path, "name"), f"duplicate endpoint name {name!r} (first used on line {line})")
-        elif isinstance(name, str):
-            first_use[name] = i
+        if isinstance(name, str):
+            same = _first_of_name(name, first_use, normal_forms)
+            if same is None:
+                first_use[name] = i
+                normal_forms.setdefault(unicodedata.normalize("NFC", name), name)
+            else:
+                line = doc.mark(("endpoints", first_use[same], "name"))[0]
+                other_form = "" if same == name else ", written in another Unicode form"
+                message = f"duplicate endpoint name {name!r} (first used on line {line}{other_form})"
+                doc.problem((*path, "name"), message)
         merged, sources = _merge(defaults, item, path)
         timing_ok = _check_timing(merged, doc, path, sources)
         try:
@@ -123,6 +133,13 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
     if doc.problems or top_model is None:
         return None
     return top_model.model_copy(update={"endpoints": endpoints})
+
+
+def _first_of_name(name: str, first_use: Mapping[str, int], normal_forms: Mapping[str, str]) -> str | None:
+    """The name, as first written, of an earlier endpoint with this name (in any Unicode normal form); or None."""
+    if name in first_use:
+        return name
+    return normal_forms.get(unicodedata.normalize("NFC", name))
 
 
 def _check_groups(page: StatusPage, endpoints: list[Endpoint], written: Mapping[str, int], doc: Document) -> None:
@@ -252,6 +269,8 @@ def _check_timing(
         return False
     if timeout < interval:
         return True
+    if interval < MIN_INTERVAL:  # reported as too short: longer than the timeout it must be too, but first that
+        return False
 
     (t_here, t_from), (i_here, i_from) = (_origin((key,), merged, sources, path) for key in ("timeout", "interval"))
     if t_here:

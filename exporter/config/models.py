@@ -27,6 +27,8 @@ from .values import (
     Url,
     Workers,
     check_header_value,
+    check_interval,
+    check_label_value,
     check_name,
     check_percent,
     check_vantage,
@@ -92,7 +94,9 @@ class Endpoint(StrictModel):
         default_factory=dict, description="request headers; ${VAR} allowed"
     )
     body: str | None = Field(default=None, description="request body")
-    interval: Duration = Field(default=30.0, description="time between probes")
+    interval: Annotated[Duration, AfterValidator(check_interval)] = Field(
+        default=30.0, description="time between probes; at least 100ms"
+    )
     timeout: Duration = Field(default=10.0, description="deadline for the whole probe; shorter than interval")
     failure_threshold: int = Field(default=3, ge=1, description="consecutive failed probes that open an incident")
     success_threshold: int = Field(default=1, ge=1, description="consecutive good probes that close it")
@@ -104,7 +108,7 @@ class Endpoint(StrictModel):
     body_size_limit: Size = Field(
         default=10 * 1024 * 1024, description="read at most this much of a response body; more fails the probe"
     )
-    labels: dict[LabelName, TextValue] = Field(
+    labels: dict[LabelName, Annotated[TextValue, AfterValidator(check_label_value)]] = Field(
         default_factory=dict, description="added to every series of the endpoint"
     )
     slo: SLO | None = Field(default=None)

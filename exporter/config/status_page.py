@@ -24,7 +24,7 @@ from pydantic import (
 
 from exporter.redact import redact_url
 
-from .values import BaseUrl, StrictModel, as_tuple, check_label_syntax, clip, shown, type_name
+from .values import BaseUrl, StrictModel, as_tuple, check_label_syntax, clip, shown, type_name, unshowable
 
 if TYPE_CHECKING:
     from .models import Endpoint
@@ -101,6 +101,21 @@ PageLine = Annotated[
     AfterValidator(check_page_line),
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_PAGE_LINE}),
 ]
+
+
+def check_page_name(value: str) -> str:
+    """A name on the page (a group's): a page line without format characters (bidi overrides, zero-width ones)."""
+    text = check_page_line(value)
+    if (unsafe := unshowable(text)) is not None:
+        raise ValueError(f"{unsafe} is not allowed in a name")
+    return text
+
+
+PageName = Annotated[
+    str,
+    AfterValidator(check_page_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_PAGE_LINE}),
+]
 PageText = Annotated[
     str,
     AfterValidator(check_page_text),
@@ -170,7 +185,7 @@ def _not_empty(names: tuple[str, ...]) -> tuple[str, ...]:
 class StatusGroup(StrictModel):
     """A heading on the status page and the endpoints under it, in the order listed."""
 
-    name: PageLine = Field(description="the heading; one line, at most 200 characters")
+    name: PageName = Field(description="the heading; one line, at most 200 characters")
     endpoints: Annotated[tuple[str, ...], BeforeValidator(as_tuple), AfterValidator(_not_empty)] = Field(
         description="names of endpoints; each in one group at most", json_schema_extra={"minItems": 1}
     )

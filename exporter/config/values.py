@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -42,7 +42,6 @@ RESERVED_LABELS = frozenset(
 )
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_ENDPOINT_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _WHITESPACE = re.compile(r"\s")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -70,9 +69,23 @@ def parse_duration(value: object) -> float:
         raise ValueError("invalid duration '': use e.g. 30s")
     if total <= 0:
         raise ValueError(f"duration {value!r} must be greater than zero")
-    if not math.isfinite(total):
-        raise ValueError(f"duration {clip(value)} is too long")
+    if total < MIN_DURATION:
+        raise ValueError(f"duration {clip(value)} is too short: at least 1ms")
+    if not total <= MAX_DURATION:  # infinity too: float() takes 400 digits without complaint
+        raise ValueError(f"duration {clip(value)} is too long: at most {format_duration(MAX_DURATION)}")
     return total
+
+
+MIN_DURATION = 0.001  # a finer duration would be shown and timed as 0
+MAX_DURATION = 365 * 86400.0  # longer is a typo: no probe waits a year
+MIN_INTERVAL = 0.1  # probes of one endpoint at most 10 times a second: 1ms made one endpoint burn a core
+
+
+def check_interval(seconds: float) -> float:
+    """An interval between probes no shorter than MIN_INTERVAL."""
+    if seconds < MIN_INTERVAL:
+        raise ValueError(f"must be at least {format_duration(MIN_INTERVAL)}, got {format_duration(seconds)}")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -113,8 +126,11 @@ def parse_size(value: object) -> int:
     else:
         raise ValueError(f"must be a size like 10MiB, got {type_name(value)}")
     m = _SIZE.match(text)
+    written = clip(value) if isinstance(value, str) else text
     if not m:
-        raise ValueError(f"invalid size {value!r}: use bytes or a unit (KiB, MiB, GiB), e.g. 10MiB")
+        raise ValueError(f"invalid size {written}: use bytes or a unit (KiB, MiB, GiB), e.g. 10MiB")
+    if len(m.group(1)) > 18:  # int() refuses 4,300 digits; no limit needs a billion gigabytes
+        raise ValueError(f"size {written} is too large")
     size = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
     if size <= 0:
         raise ValueError("size must be greater than zero")
@@ -144,7 +160,7 @@ _STATUS_RANGE = re.compile(r"^(\d{3})\s*-\s*(\d{3})$")
 
 
 def _status_code(text: str | int, original: object) -> int:
-    code = int(text)
+    code = int(text) if isinstance(text, int) or len(text) <= 3 else 0  # int() refuses 4,300 digits
     if not 100 <= code <= 599:
         raise ValueError(f"status {original!r} is not an HTTP status code (100-599)")
     return code
@@ -273,11 +289,49 @@ def _scalar_text(value: object) -> object:
 
 
 def check_name(value: str) -> str:
-    if not _ENDPOINT_NAME.match(value) or value != value.strip():
+    """An endpoint name: 1 to 128 characters a terminal or a page shows as they are, no surrounding space."""
+    if (unsafe := unshowable(value)) is not None:
+        raise ValueError(f"invalid endpoint name {value!r}: {unsafe} is not allowed in a name")
+    if not 1 <= len(value) <= 128 or value != value.strip():
         raise ValueError(
             f"invalid endpoint name {value!r}: 1 to 128 printable characters, no leading or trailing space"
         )
     return value
+
+
+def check_label_value(value: str) -> str:
+    """A label value: text a terminal or a page shows as it is (Prometheus takes any; terminals and Slack do not)."""
+    if (unsafe := unshowable(value)) is not None:
+        raise ValueError(f"{unsafe} is not allowed in a label value")
+    return value
+
+
+def unshowable(text: str) -> str | None:
+    """The first character of `text` that is not shown as itself, named (`U+202E RIGHT-TO-LEFT OVERRIDE`); or None.
+
+    Those are control characters (C0, DEL, C1: a terminal acts on U+009B as on ESC [), format characters
+    (bidi overrides, which reorder what follows them; zero-width ones, which make two names look
+    alike), line and paragraph separators, spaces other than U+0020, surrogates, private-use and
+    unassigned code points: what Python's str.isprintable refuses.
+    """
+    if text.isprintable():
+        return None
+    ch = next(c for c in text if not c.isprintable())
+    name = _CONTROLS.get(ch) or unicodedata.name(ch, "") or _UNNAMED.get(unicodedata.category(ch), "(not printable)")
+    return f"U+{ord(ch):04X} {name}"
+
+
+# Control characters have no name in Unicode's data, only aliases; those met most often.
+_CONTROLS = {
+    "\t": "CHARACTER TABULATION",
+    "\n": "LINE FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x1b": "ESCAPE",
+    "\x7f": "DELETE",
+    "\x85": "NEXT LINE",
+    "\x9b": "CONTROL SEQUENCE INTRODUCER",
+}
+_UNNAMED = {"Cc": "(a control character)", "Cs": "(a surrogate)", "Co": "(private use)", "Cn": "(unassigned)"}
 
 
 _VANTAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
