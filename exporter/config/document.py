@@ -20,8 +20,19 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
-def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[dict[str, object], Document]:
-    """The top-level mapping of some YAML and its Document; raises ConfigError when it is not YAML data."""
+def read_document(
+    raw: bytes | str,
+    file: str,
+    env: Mapping[str, str] | None,
+    *,
+    expected: str = "a mapping with an endpoints list",
+    empty_ok: bool = False,
+) -> tuple[dict[str, object], Document]:
+    """The top-level mapping of some YAML and its Document; raises ConfigError when it is not YAML data.
+
+    `env` None leaves `${VAR}` as written (files of other programs' formats); `expected` names the
+    top level in problems; `empty_ok` reads an empty file as an empty mapping.
+    """
     text = _decode(raw, file)
     doc = Document(file, env)
     try:
@@ -33,9 +44,9 @@ def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[
     except RecursionError:  # PyYAML's composer recurses once per level
         raise ConfigError([_too_deep(text, file)]) from None
     if node is None:
-        raise ConfigError(
-            [Problem(file, 1, 1, "(root)", "the file is empty: expected a mapping with an endpoints list")]
-        )
+        if empty_ok:
+            return {}, doc
+        raise ConfigError([Problem(file, 1, 1, "(root)", f"the file is empty: expected {expected}")])
     try:
         data = doc.convert(node, ())
     except _TooLarge:
@@ -53,7 +64,7 @@ def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise ConfigError([Problem(file, line, col, "(root)", f"invalid YAML: {message}")]) from None
     if not isinstance(data, dict):
-        doc.problem((), f"the top level must be a mapping with an endpoints list, got {type_name(data)}")
+        doc.problem((), f"the top level must be {expected}, got {type_name(data)}")
         raise ConfigError(doc.problems)
     return data, doc
 
@@ -61,7 +72,7 @@ def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[
 class Document:
     """A YAML document turned into plain data, remembering where every value was written."""
 
-    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+    def __init__(self, file: str, env: Mapping[str, str] | None) -> None:
         self.file = file
         self.env = env
         self.value_marks: dict[PathKey, tuple[int, int]] = {}
@@ -179,6 +190,10 @@ class Document:
         return self._constructor.construct_object(node) if isinstance(node, yaml.ScalarNode) else None
 
     def _interpolate(self, text: str, path: PathKey) -> str:
+        env = self.env
+        if env is None or "$" not in text:
+            return text
+
         def replace(m: re.Match[str]) -> str:
             if m.group(0) == "$$":
                 return "$"
@@ -192,7 +207,7 @@ class Document:
                     path, f"invalid variable reference ${{{printable(ref)}}}: use ${{NAME}} or ${{NAME:-default}}"
                 )
                 return m.group(0)
-            value = self.env.get(name)
+            value = env.get(name)
             if value is None or (sep and value == ""):
                 if sep:
                     return default
@@ -202,7 +217,7 @@ class Document:
                 return ""
             return value
 
-        return _ENV_REF.sub(replace, text) if "$" in text else text
+        return _ENV_REF.sub(replace, text)
 
 
 def _compose(text: str) -> yaml.Node | None:
