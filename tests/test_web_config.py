@@ -7,6 +7,7 @@ hashes, and talks to it over the network as Prometheus, curl or a browser page w
 from __future__ import annotations
 
 import json
+import re
 import signal
 import ssl
 import subprocess
@@ -21,7 +22,7 @@ import httpx
 import pytest
 import trustme
 import yaml
-from helpers import UPWATCH, free_port, program, running, stop, wait_for
+from helpers import REPO, UPWATCH, free_port, program, running, stop, wait_for
 
 # Cost 4, the lowest: the tests check passwords many times and the cost does not change the logic.
 ALICE = "alice"
@@ -430,3 +431,25 @@ def test_prometheus_scrapes_the_agent_over_tls_with_basic_auth_and_a_client_cert
             targets = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets").json()["data"]["activeTargets"]
             refused = next(t for t in targets if t["labels"]["job"] == "no-password")
             assert "401" in refused["lastError"]
+
+
+def test_the_example_web_config_serves_once_uncommented(tmp_path: Path, material: Material) -> None:
+    example = (REPO / "web-config.example.yml").read_text()
+    assert not yaml.safe_load(example)  # as committed, all commented out: plain HTTP, as with no file
+    _, block = example.split("\n\n", 1)  # the settings, after the opening paragraph
+    text = "\n".join(line[2:] if line.startswith("# ") else line.removeprefix("#") for line in block.splitlines())
+    placeholder = re.search(r"\$2b\$10\$REPLACE\S+", text)
+    assert placeholder is not None
+    text = text.replace(placeholder.group(), ALICE_HASH)  # the operator's own hash
+    (tmp_path / "tls").mkdir()
+    for name, source in (
+        ("upwatch.crt", "server.crt"),
+        ("upwatch.key", "server.key"),
+        ("prometheus-ca.crt", "client-ca.pem"),
+    ):
+        (tmp_path / "tls" / name).write_bytes((material.folder / source).read_bytes())
+    client = httpx.Client(verify=client_context(material, material.client), auth=("prometheus", ALICE_PASSWORD))
+    with serve(tmp_path, text, client=client) as agent:
+        resp = client.get(f"{agent.base}/metrics")
+        assert resp.status_code == 200 and resp.headers["x-frame-options"] == "deny"
+        assert client.get(f"{agent.base}/metrics", auth=("prometheus", "wrong")).status_code == 401
