@@ -20,9 +20,13 @@ from typing import Any
 import bcrypt
 import httpx
 import pytest
+import structlog
 import trustme
 import yaml
 from helpers import REPO, UPWATCH, free_port, program, running, stop, wait_for
+
+from exporter.app import Agent, ConfigSource
+from exporter.web import WebAccess, WebConfigFile
 
 # Cost 4, the lowest: the tests check passwords many times and the cost does not change the logic.
 ALICE = "alice"
@@ -76,7 +80,7 @@ def client_context(material: Material, cert: trustme.LeafCert | None) -> ssl.SSL
 
 
 @dataclass
-class Agent:
+class Running:
     """A running `upwatch serve`: its process, base URL and JSON log."""
 
     proc: subprocess.Popen[str]
@@ -90,7 +94,7 @@ class Agent:
 
 
 @contextmanager
-def serve(tmp_path: Path, web: str | None, *flags: str, client: httpx.Client | None = None) -> Iterator[Agent]:
+def serve(tmp_path: Path, web: str | None, *flags: str, client: httpx.Client | None = None) -> Iterator[Running]:
     """`upwatch serve` with `web` as its web config file (written next to the TLS files), ready for `client`."""
     config = tmp_path / "upwatch.yml"
     config.write_text(UPWATCH_CONFIG)
@@ -115,7 +119,7 @@ def serve(tmp_path: Path, web: str | None, *flags: str, client: httpx.Client | N
                 return False
 
         wait_for("upwatch to be ready", ready, 30)
-        yield Agent(proc, base, log)
+        yield Running(proc, base, log)
     finally:
         stop(proc)
 
@@ -453,3 +457,35 @@ def test_the_example_web_config_serves_once_uncommented(tmp_path: Path, material
         resp = client.get(f"{agent.base}/metrics")
         assert resp.status_code == 200 and resp.headers["x-frame-options"] == "deny"
         assert client.get(f"{agent.base}/metrics", auth=("prometheus", "wrong")).status_code == 401
+
+
+async def test_a_renewed_certificate_is_served_to_new_connections_without_a_restart(
+    tmp_path: Path, material: Material
+) -> None:
+    # In-process, on asyncio's own event loop (`serve` above runs on uvloop): both make each TLS
+    # connection with the context in force when it arrives.
+    folder = in_folder(material, tmp_path)
+    (folder / "web.yml").write_text(tls_web(material))
+    (folder / "upwatch.yml").write_text(UPWATCH_CONFIG)
+    log = structlog.get_logger()
+    access = WebAccess(WebConfigFile.open(folder / "web.yml", log), log)
+    agent = Agent(source=ConfigSource(folder / "upwatch.yml", True), listen=("127.0.0.1", 0), log=log, access=access)
+    await agent.start()
+    try:
+        host, port = agent.server.addresses[0]
+        url = f"https://{host}:{port}/-/healthy"
+        async with httpx.AsyncClient(verify=client_context(material, None)) as old:
+            assert (await old.get(url)).status_code == 200
+        renewed_ca = trustme.CA()
+        renewed = renewed_ca.issue_cert("127.0.0.1")
+        renewed.cert_chain_pems[0].write_to_path(folder / "server.crt")
+        renewed.private_key_pem.write_to_path(folder / "server.key")
+        trusting = ssl.create_default_context()
+        renewed_ca.configure_trust(trusting)
+        async with httpx.AsyncClient(verify=trusting) as new:
+            assert (await new.get(url)).status_code == 200
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            async with httpx.AsyncClient(verify=client_context(material, None)) as old:
+                await old.get(url)
+    finally:
+        await agent.stop()
