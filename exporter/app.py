@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .probes.http import HttpProber
     from .probes.spec import ProbeSpec
     from .status.history_source import PrometheusHistorySource
+    from .web import WebAccess
 
 DEFAULT_LISTEN = ":9877"
 # `workers: auto` starts worker processes from this many probes a second, or this many endpoints
@@ -172,6 +173,8 @@ class Agent:
         log: Any,
         log_settings: LogSettings | None = None,
         cpus: Callable[[], int] = cpu_count,
+        access: WebAccess | None = None,
+        lifecycle: bool = False,
     ) -> None:
         self._source = source
         self._listen = listen
@@ -201,7 +204,10 @@ class Agent:
             ready=self.ready,
             reload=self.reload,
             pages=StatusPages(self._page_view),
+            access=access,
+            lifecycle=lifecycle,
         )
+        self._web = {"tls": access is not None and access.tls is not None, "lifecycle_api": lifecycle}
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._config: Config | None = None
@@ -342,6 +348,7 @@ class Agent:
             endpoints=len(config.probed) if config else 0,
             **self._placement_log(config),
             workers=self._workers,
+            **self._web,
         )
 
     def _changed(self, names: Collection[str]) -> None:

@@ -36,7 +36,26 @@ def main() -> None:
 @click.option(
     "--log-format", type=click.Choice(LOG_FORMATS), default=None, help="[default: console on a TTY, else json]"
 )
-def serve(config_file: str | None, listen: str, log_level: str, log_format: str | None) -> None:
+@click.option(
+    "--web.config.file",
+    "web_config_file",
+    metavar="FILE",
+    help="Web config (Prometheus exporter-toolkit format): TLS, basic auth, response headers.",
+)
+@click.option(
+    "--web.enable-lifecycle",
+    "lifecycle",
+    is_flag=True,
+    help="Reload the config on POST or PUT /-/reload (without it: 403). SIGHUP reloads either way.",
+)
+def serve(
+    config_file: str | None,
+    listen: str,
+    log_level: str,
+    log_format: str | None,
+    web_config_file: str | None,
+    lifecycle: bool,
+) -> None:
     """Probe the configured endpoints on schedule and serve /metrics."""
     try:
         address = parse_listen(listen)
@@ -48,7 +67,14 @@ def serve(config_file: str | None, listen: str, log_level: str, log_format: str 
     source = config_source(config_file)
 
     async def run() -> None:
-        agent = Agent(source=source, listen=address, log=log, log_settings=log_settings)
+        access = None
+        if web_config_file is not None:
+            from .web import WebAccess, WebConfigFile
+
+            access = WebAccess(WebConfigFile.open(Path(web_config_file), log), log)
+        agent = Agent(
+            source=source, listen=address, log=log, log_settings=log_settings, access=access, lifecycle=lifecycle
+        )
         await agent.run()
 
     try:

@@ -18,7 +18,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -27,6 +28,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from .compression import gzip_pieces
 from .logs import get_logger
 from .status.serve import Answer, StatusPages
+
+if TYPE_CHECKING:
+    from .web import WebAccess
 
 ReloadFn = Callable[[], Awaitable[tuple[bool, str]]]
 Scope = MutableMapping[str, Any]
@@ -222,6 +226,8 @@ class MetricsServer:
         ready: Callable[[], bool],
         reload: ReloadFn,
         pages: StatusPages,
+        access: WebAccess | None = None,
+        lifecycle: bool = False,
     ) -> None:
         # The server's own registry (never the global one): the agent's and the host's collectors.
         self._registry = CollectorRegistry(auto_describe=False)
@@ -229,6 +235,8 @@ class MetricsServer:
         self._ready = ready
         self._reload = reload
         self._pages = pages
+        self._access = access  # the web config's rules (--web.config.file); None: open, plain HTTP
+        self._lifecycle = lifecycle  # --web.enable-lifecycle: /-/reload works only with it
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._sockets: list[socket.socket] = []
@@ -259,9 +267,11 @@ class MetricsServer:
         """Listen on host:port (port 0 picks a free one; see `addresses`); OSError if it cannot."""
         _quiet_uvicorn()
         self._sockets = bind(host, port)
+        # With `tls_server_config`: TLS, and each connection's client certificate held to the allowed SANs.
+        tls = self._access if self._access is not None and self._access.tls is not None else None
         config = uvicorn.Config(
             self,
-            http="h11",
+            http=_checking_client_sans(tls) if tls is not None else "h11",
             h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
             ws="none",
             lifespan="off",
@@ -273,6 +283,11 @@ class MetricsServer:
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
+        if tls is not None:
+            from .web import ServingContext
+
+            config.load()
+            config.ssl = ServingContext(tls.ssl_context)  # rebuilt per connection when the files change
         self._server = server = _Uvicorn(config)
         self._task = task = asyncio.create_task(server.serve(sockets=self._sockets), name="http-server")
         while not server.started:
@@ -310,7 +325,13 @@ class MetricsServer:
         if methods is None and path.startswith("/badge/"):
             methods = {"GET": self._badge}
         method = scope["method"]
-        if methods is None:
+        extra: tuple[tuple[str, str], ...] = ()
+        refusal = None
+        if self._access is not None:
+            extra, refusal = await self._access.admit(scope["headers"])
+        if refusal is not None:
+            reply = Reply.text(refusal.status, refusal.text, *refusal.headers)
+        elif methods is None:
             reply = Reply.text(404, "404: Not Found\n")
         elif (handler := methods.get("GET" if method == "HEAD" else method)) is None:
             allowed = ", ".join(sorted({*methods, *(["HEAD"] if "GET" in methods else [])}))
@@ -324,7 +345,7 @@ class MetricsServer:
         headers = [
             (b"content-type", reply.content_type.encode()),
             (b"content-length", str(sum(map(len, reply.pieces))).encode()),
-            *((k.encode(), v.encode()) for k, v in reply.headers),
+            *((k.encode(), v.encode()) for k, v in (*reply.headers, *extra)),
         ]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         for piece in reply.pieces:
@@ -356,6 +377,11 @@ class MetricsServer:
         return Reply.text(503, "upwatch is not ready.\n")
 
     async def _reload_handler(self, scope: Scope) -> Reply:
+        if not self._lifecycle:
+            return Reply.text(403, "403: the lifecycle API is not enabled; start upwatch with --web.enable-lifecycle\n")
+        if not same_origin(scope):
+            # A browser page elsewhere must not reload the agent; curl and Prometheus send no Origin.
+            return Reply.text(403, "403: cross-origin requests to /-/reload are refused\n")
         ok, message = await self._reload()
         return Reply.text(200 if ok else 500, message + "\n")
 
@@ -383,6 +409,45 @@ def _reply(answer: Answer, scope: Scope) -> Reply:
         headers = (*answer.headers, ("content-encoding", "gzip"), ("vary", "accept-encoding"))
         return Reply(answer.status, answer.content_type, (answer.gzipped,), headers)
     return Reply(answer.status, answer.content_type, (answer.body,), (*answer.headers, ("vary", "accept-encoding")))
+
+
+def same_origin(scope: Scope) -> bool:
+    """Whether a request has no Origin header, or one naming this server as the client reached it."""
+    origins = [v for k, v in scope["headers"] if k == b"origin"]
+    if not origins:
+        return True
+    if len(origins) > 1:
+        return False
+    scheme = scope.get("scheme", "http")
+    host = _header(scope, b"host")
+    try:
+        own = _origin_parts(f"{scheme}://{host}")
+        theirs = _origin_parts(origins[0].decode("latin-1"))
+    except ValueError:
+        return False
+    return own is not None and own == theirs
+
+
+def _origin_parts(text: str) -> tuple[str, str, int] | None:
+    """(scheme, lower-case host, port) of an origin; None for `null` and anything that is not an origin."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.username:
+        return None
+    return parts.scheme, parts.hostname.lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _checking_client_sans(access: WebAccess) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a TLS connection whose client certificate lacks every allowed SAN."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class ClientSANCheck(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if not access.peer_allowed(transport.get_extra_info("peercert")):
+                get_logger(component="http").warning("client certificate has no allowed SAN; connection closed")
+                transport.abort()
+
+    return ClientSANCheck
 
 
 def _header(scope: Scope, name: bytes) -> str:

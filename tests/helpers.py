@@ -508,12 +508,12 @@ def write_upwatch_config(path: Path, endpoints: list[str], workers: int = 2) -> 
 
 
 @contextmanager
-def serve_upwatch(tmp_path: Path, config: Path, log_level: str = "info") -> Iterator[Served]:
-    """`upwatch serve` on a free loopback port with JSON logs in a file, until the block ends."""
+def serve_upwatch(tmp_path: Path, config: Path, log_level: str = "info", flags: Sequence[str] = ()) -> Iterator[Served]:
+    """`upwatch serve` (with more `flags`) on a free loopback port with JSON logs in a file, until the block ends."""
     port = free_port()
     log = tmp_path / "upwatch.log"
     args = [*UPWATCH, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}", "--log-format", "json"]
-    args += ["--log-level", log_level]
+    args += ["--log-level", log_level, *flags]
     with running(args, f"http://127.0.0.1:{port}/-/ready", log=log) as proc:
         yield Served(proc, f"http://127.0.0.1:{port}", log)
 

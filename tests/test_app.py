@@ -55,7 +55,7 @@ async def agent(
     url = httpserver.url_for("/health").replace("http://", "http://user:hunter2@") + "?key=querysecret"
     workers = f"workers: {request.param}\n"
     write_config(config, url, "orders", "billing", extra=workers)
-    agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG)
+    agent = Agent(source=ConfigSource(config, True), listen=("127.0.0.1", 0), log=LOG, lifecycle=True)
     await agent.start()
     host, port = agent.server.addresses[0]
     try:

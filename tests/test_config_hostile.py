@@ -230,6 +230,7 @@ def test_a_reload_rejected_answers_and_logs_without_the_secret(tmp_path: Path, h
     cfg.write_text(good)
     port, log = free_port(), tmp_path / "upwatch.log"
     args = [*UPWATCH, "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}", "--log-format", "json"]
+    args.append("--web.enable-lifecycle")
     with running(args, f"http://127.0.0.1:{port}/-/ready", env={"PW": SECRET}, log=log) as proc:
         cfg.write_text(good + '    method: "${PW}"\n    expect: {body_matches: "(${PW}"}\n')
         answer = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=30)

@@ -167,7 +167,7 @@ def test_a_reload_changing_one_endpoint_moves_nothing_and_keeps_the_other_loops(
     names = [f"ep-{i}" for i in range(20)]
     config = tmp_path / "upwatch.yml"
     write_upwatch_config(config, [endpoint_yaml(n, nginx_target.url("/")) for n in names])
-    with serve_upwatch(tmp_path, config) as agent:
+    with serve_upwatch(tmp_path, config, flags=["--web.enable-lifecycle"]) as agent:
         wait_for("every endpoint probed", lambda: all_probed(agent, names, 2), DEADLINE)
         pids = agent.workers()
         assigned = len(agent.events("probe worker assigned"))

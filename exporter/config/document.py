@@ -32,8 +32,19 @@ _MAX_INT_TEXT = 100
 _INT_RANGE = "integer out of range: must be between -2^63 and 2^63-1"
 
 
-def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[dict[str, object], Document]:
-    """The top-level mapping of some YAML and its Document; raises ConfigError when it is not YAML data."""
+def read_document(
+    raw: bytes | str,
+    file: str,
+    env: Mapping[str, str] | None,
+    *,
+    expected: str = "a mapping with an endpoints list",
+    empty_ok: bool = False,
+) -> tuple[dict[str, object], Document]:
+    """The top-level mapping of some YAML and its Document; raises ConfigError when it is not YAML data.
+
+    `env` None leaves `${VAR}` as written (files of other programs' formats); `expected` names the
+    top level in problems; `empty_ok` reads an empty file as an empty mapping.
+    """
     text = _decode(raw, file)
     doc = Document(file, env)
     try:
@@ -45,9 +56,9 @@ def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[
     except RecursionError:  # PyYAML's composer recurses once per level
         raise ConfigError([_too_deep(text, file)]) from None
     if node is None:
-        raise ConfigError(
-            [Problem(file, 1, 1, "(root)", "the file is empty: expected a mapping with an endpoints list")]
-        )
+        if empty_ok:
+            return {}, doc
+        raise ConfigError([Problem(file, 1, 1, "(root)", f"the file is empty: expected {expected}")])
     try:
         data = doc.convert(node, ())
     except _TooLarge:
@@ -65,7 +76,7 @@ def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise ConfigError([Problem(file, line, col, "(root)", f"invalid YAML: {message}")]) from None
     if not isinstance(data, dict):
-        doc.problem((), f"the top level must be a mapping with an endpoints list, got {type_name(data)}")
+        doc.problem((), f"the top level must be {expected}, got {type_name(data)}")
         raise ConfigError(doc.problems)
     return data, doc
 
@@ -73,7 +84,7 @@ def read_document(raw: bytes | str, file: str, env: Mapping[str, str]) -> tuple[
 class Document:
     """A YAML document turned into plain data, remembering where every value was written."""
 
-    def __init__(self, file: str, env: Mapping[str, str]) -> None:
+    def __init__(self, file: str, env: Mapping[str, str] | None) -> None:
         self.file = file
         self.env = env
         self.value_marks: dict[PathKey, tuple[int, int]] = {}
@@ -220,7 +231,7 @@ class Document:
         return self._constructor.construct_object(node) if isinstance(node, yaml.ScalarNode) else None
 
     def _interpolate(self, text: str, path: PathKey) -> str:
-        if "$" not in text:
+        if self.env is None or "$" not in text:
             return text
         out, problems, used = expand(text, self.env)
         for message in problems:
