@@ -35,7 +35,15 @@ def main() -> None:
 @click.option(
     "--log-format", type=click.Choice(LOG_FORMATS), default=None, help="[default: console on a TTY, else json]"
 )
-def serve(config_file: str | None, listen: str, log_level: str, log_format: str | None) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="UPWATCH_DATA_DIR",
+    metavar="DIR",
+    help="Keep states, incidents in progress and counters here across restarts "
+    "[default: $UPWATCH_DATA_DIR, else the config's data_dir, else not kept].",
+)
+def serve(config_file: str | None, listen: str, log_level: str, log_format: str | None, data_dir: Path | None) -> None:
     """Probe the configured endpoints on schedule and serve /metrics."""
     try:
         address = parse_listen(listen)
@@ -47,7 +55,7 @@ def serve(config_file: str | None, listen: str, log_level: str, log_format: str 
     source = config_source(config_file)
 
     async def run() -> None:
-        agent = Agent(source=source, listen=address, log=log, log_settings=log_settings)
+        agent = Agent(source=source, listen=address, log=log, log_settings=log_settings, data_dir=data_dir)
         await agent.run()
 
     try:
