@@ -42,6 +42,10 @@ RUN groupadd --system --gid 10001 upwatch \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin upwatch
 
+# The data directory's mount point, owned by the agent's user: a named volume mounted here starts
+# with this owner (compose.yaml sets UPWATCH_DATA_DIR to it; without it nothing is kept).
+RUN mkdir -p /var/lib/upwatch && chown 10001:10001 /var/lib/upwatch && chmod 700 /var/lib/upwatch
+
 COPY --from=builder /opt/upwatch /opt/upwatch
 # The example config, so the image runs on its own; compose.yaml mounts the repository's copy here.
 COPY upwatch.yml /etc/upwatch/upwatch.yml

@@ -35,6 +35,7 @@ from .recorder import HISTORY_LIMIT, ResultRecorder
 from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
+from .statefile import StateKeeper
 from .status.build import build_page
 from .status.serve import StatusPages
 from .status.view import PageView
@@ -175,8 +176,11 @@ class Agent:
         cpus: Callable[[], int] = cpu_count,
         access: WebAccess | None = None,
         lifecycle: bool = False,
+        data_dir: Path | None = None,
     ) -> None:
         self._source = source
+        self._data_dir = data_dir  # --data-dir or $UPWATCH_DATA_DIR; else the config's data_dir
+        self._keeper: StateKeeper | None = None
         self._listen = listen
         self._log = log
         self._log_settings = log_settings or LogSettings()
@@ -337,6 +341,12 @@ class Agent:
         )
         self._pool = WorkerPool(recorder=self._recorder, log=self._log, log_settings=self._log_settings, anchor=anchor)
         self._renderer = asyncio.create_task(self._render_changed(), name="render-probe-metrics")
+        data_dir = self._data_dir or (config.data_dir if config else None)
+        if data_dir is not None:  # saved states and counters taken up before the first probe
+            self._keeper = StateKeeper(data_dir, self._store, self._log)
+            self._recorder.sync(config.probed if config else ())
+            await asyncio.to_thread(self._keeper.restore, config.probed if config else ())
+            self._keeper.start()
         await self._apply(config)
         host, port = self._listen
         await self._server.start(host, port)
@@ -473,6 +483,9 @@ class Agent:
                 return False, f"config reload failed: {exc}"
             await self._apply(config)
             self._record_load(ok=True)
+            in_force = self._keeper.directory if self._keeper is not None else None
+            if self._data_dir is None and config is not None and config.data_dir != in_force:
+                self._log.warning("data_dir changed; it takes effect at the next start", data_dir=str(config.data_dir))
             count = len(config.probed) if config else 0
             where = self._placement_log(config)
             self._log.info("config reloaded", config=str(self._source.path), endpoints=count, **where)
@@ -524,6 +537,8 @@ class Agent:
             await asyncio.gather(self._renderer, return_exceptions=True)
         if self._scheduler is not None:
             await self._scheduler.stop()
+        if self._keeper is not None:  # no result can arrive any more: the last save is complete
+            await self._keeper.stop()
         await self._prober.aclose()
         await self._server.stop()
         if self._prometheus_history is not None:

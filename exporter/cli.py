@@ -48,6 +48,14 @@ def main() -> None:
     is_flag=True,
     help="Reload the config on POST or PUT /-/reload (without it: 403). SIGHUP reloads either way.",
 )
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="UPWATCH_DATA_DIR",
+    metavar="DIR",
+    help="Keep states, incidents in progress and counters here across restarts "
+    "[default: $UPWATCH_DATA_DIR, else the config's data_dir, else not kept].",
+)
 def serve(
     config_file: str | None,
     listen: str,
@@ -55,6 +63,7 @@ def serve(
     log_format: str | None,
     web_config_file: str | None,
     lifecycle: bool,
+    data_dir: Path | None,
 ) -> None:
     """Probe the configured endpoints on schedule and serve /metrics."""
     try:
@@ -73,7 +82,13 @@ def serve(
 
             access = WebAccess(WebConfigFile.open(Path(web_config_file), log), log)
         agent = Agent(
-            source=source, listen=address, log=log, log_settings=log_settings, access=access, lifecycle=lifecycle
+            source=source,
+            listen=address,
+            log=log,
+            log_settings=log_settings,
+            access=access,
+            lifecycle=lifecycle,
+            data_dir=data_dir,
         )
         await agent.run()
 

@@ -41,6 +41,9 @@ Downtime (seconds spent down; only ever grows)
 
 Reconfiguring (``configure``) keeps state, since, counters and streaks; new
 thresholds apply from the next result on.
+
+Restarting: ``saved()`` copies everything but the thresholds, and ``restore()`` takes such a copy
+back (the data directory, `exporter.statefile`), so that an incident in progress goes on.
 """
 
 from __future__ import annotations
@@ -80,6 +83,21 @@ class StateSnapshot:
     downtime_seconds: float
     consecutive_failures: int
     consecutive_successes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """Everything an EndpointState holds but its thresholds: what a restarted agent takes up again."""
+
+    state: State
+    since: float
+    incidents: int
+    downtime_seconds: float
+    consecutive_failures: int
+    consecutive_successes: int
+    first_failure_at: float  # start of the current failure streak
+    first_success_at: float  # start of the current good streak
+    accounted_to: float  # while down: downtime is counted up to here
 
 
 class EndpointState:
@@ -146,6 +164,32 @@ class EndpointState:
             consecutive_failures=self._consecutive_failures,
             consecutive_successes=self._consecutive_successes,
         )
+
+    def saved(self) -> SavedState:
+        """A copy of everything but the thresholds, to restore after a restart."""
+        return SavedState(
+            state=self._state,
+            since=self._since,
+            incidents=self._incidents,
+            downtime_seconds=self._downtime,
+            consecutive_failures=self._consecutive_failures,
+            consecutive_successes=self._consecutive_successes,
+            first_failure_at=self._first_failure_at,
+            first_success_at=self._first_success_at,
+            accounted_to=self._accounted_to,
+        )
+
+    def restore(self, saved: SavedState) -> None:
+        """Take up a saved state, streaks and counters; the thresholds stay those configured."""
+        self._state = saved.state
+        self._since = saved.since
+        self._incidents = saved.incidents
+        self._downtime = saved.downtime_seconds
+        self._consecutive_failures = saved.consecutive_failures
+        self._consecutive_successes = saved.consecutive_successes
+        self._first_failure_at = saved.first_failure_at
+        self._first_success_at = saved.first_success_at
+        self._accounted_to = saved.accounted_to
 
     def _failed(self, result: ProbeResult, t: float) -> Transition | None:
         self._consecutive_successes = 0

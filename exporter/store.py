@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from exporter.config import Endpoint
 from exporter.results import FailureReason, ProbeResult
-from exporter.state import EndpointState, StateSnapshot, Transition
+from exporter.state import EndpointState, SavedState, StateSnapshot, Transition
 
 # Probe durations in seconds. Dense below 1s where healthy HTTP APIs answer,
 # with edges at the usual latency objectives (100ms, 250ms, 500ms, 1s), at the
@@ -69,6 +69,19 @@ class StoreSnapshot:
 
     endpoints: tuple[EndpointSnapshot, ...]
     buckets: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SavedEndpoint:
+    """One endpoint's counters, histogram, last result and state: what a restarted agent takes up again."""
+
+    last: ProbeResult | None
+    success: int
+    failures: Mapping[FailureReason, int]  # every reason counted so far; a missing one is 0
+    bucket_hits: tuple[int, ...]  # per bucket (not cumulative), +Inf last; one more than the store's buckets
+    duration_sum: float
+    skipped: int
+    state: SavedState
 
 
 class _Entry:
@@ -129,6 +142,23 @@ class ResultStore:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._versions = itertools.count(1)  # store-wide, so a re-added endpoint never reuses a version
+        self._generation = 0  # the latest version given out: changes whenever anything changes
+        self._transitions = 0  # state transitions recorded so far
+
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever any endpoint's data changes (cheap to poll)."""
+        return self._generation
+
+    @property
+    def transitions(self) -> int:
+        """State transitions recorded so far, by every endpoint (cheap to poll)."""
+        return self._transitions
+
+    def _next_version(self) -> int:
+        """The next store-wide version; only called with the lock held."""
+        self._generation = next(self._versions)
+        return self._generation
 
     @property
     def buckets(self) -> tuple[float, ...]:
@@ -154,9 +184,9 @@ class ResultStore:
                         created_at=now,
                     )
                     entry = _Entry(ep, state, len(self._buckets))
-                    entry.version = next(self._versions)
+                    entry.version = self._next_version()
                 elif entry.endpoint != ep:
-                    entry.version = next(self._versions)
+                    entry.version = self._next_version()
                     entry.endpoint = ep
                     entry.state.configure(
                         failure_threshold=ep.failure_threshold,
@@ -164,6 +194,8 @@ class ResultStore:
                         degraded_after=ep.degraded_after,
                     )
                 entries[ep.name] = entry
+            if old.keys() - entries.keys():
+                self._next_version()  # a removal changes what there is to save
             self._entries = entries  # rebuilt so that iteration follows config order
 
     def record(self, result: ProbeResult) -> Transition | None:
@@ -174,14 +206,17 @@ class ResultStore:
             if entry is None:  # removed by a reload while its probe was running
                 return None
             entry.last = result
-            entry.version = next(self._versions)
+            entry.version = self._next_version()
             if result.success:
                 entry.success += 1
             elif result.reason is not None:
                 entry.failures[result.reason] += 1
             entry.bucket_hits[index] += 1
             entry.duration_sum += result.duration_seconds
-            return entry.state.record(result)
+            transition = entry.state.record(result)
+            if transition is not None:
+                self._transitions += 1
+            return transition
 
     def record_skipped(self, name: str, ticks: int) -> None:
         """Count `ticks` scheduled probes of `name` that never ran; unknown endpoints are ignored."""
@@ -191,7 +226,44 @@ class ResultStore:
             entry = self._entries.get(name)
             if entry is not None:
                 entry.skipped += ticks
-                entry.version = next(self._versions)
+                entry.version = self._next_version()
+
+    def saved(self) -> list[tuple[Endpoint, SavedEndpoint]]:
+        """Every endpoint and a copy of its data, in config order, to restore after a restart."""
+        with self._lock:
+            return [
+                (
+                    e.endpoint,
+                    SavedEndpoint(
+                        last=e.last,
+                        success=e.success,
+                        failures=MappingProxyType(dict(e.failures)),
+                        bucket_hits=tuple(e.bucket_hits),
+                        duration_sum=e.duration_sum,
+                        skipped=e.skipped,
+                        state=e.state.saved(),
+                    ),
+                )
+                for e in self._entries.values()
+            ]
+
+    def restore(self, name: str, saved: SavedEndpoint) -> bool:
+        """Take up an endpoint's saved data (at start, before its first probe); False if it is unknown."""
+        if len(saved.bucket_hits) != len(self._buckets) + 1:
+            raise ValueError(f"{len(saved.bucket_hits)} histogram buckets, the store has {len(self._buckets) + 1}")
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                return False
+            entry.last = saved.last
+            entry.success = saved.success
+            entry.failures = {reason: saved.failures.get(reason, 0) for reason in _REASONS}
+            entry.bucket_hits = list(saved.bucket_hits)
+            entry.duration_sum = saved.duration_sum
+            entry.skipped = saved.skipped
+            entry.state.restore(saved.state)
+            entry.version = self._next_version()
+            return True
 
     def snapshot(self, names: Collection[str] | None = None) -> StoreSnapshot:
         """Immutable copies of every endpoint's data (or only the named ones), in config order."""

@@ -158,6 +158,8 @@ def prepare(args: argparse.Namespace, work: Path) -> list[Program]:
             write_yaml(config, data)
         command = [sys.executable, "-m", "exporter", "serve", "--config", str(config)]
         command += ["--listen", f"127.0.0.1:{port}", "--log-format", "json"]
+        # Each agent's states and counters survive its restart (kept in the work folder across runs).
+        command += ["--data-dir", str(work / f"{name}-data")]
         # The agent's vantage in its environment too, for `${UPWATCH_VANTAGE}` in the config.
         env = {"UPWATCH_VANTAGE": vantage} if vantage is not None else {}
         # The status page's history from the central Prometheus (`${UPWATCH_PROMETHEUS_URL}` in upwatch.yml).

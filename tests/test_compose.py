@@ -90,6 +90,7 @@ PORTS = {
     "grafana": ["127.0.0.1:3000:3000"],
 }
 DATA_VOLUMES = {
+    "upwatch": "/var/lib/upwatch",
     "prometheus": "/prometheus",
     "alertmanager": "/alertmanager",
     "alertmanager-2": "/alertmanager",
@@ -254,7 +255,13 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_docker_compose_accepts_the_file(resolved: dict[str, Any]) -> None:
     """docker-compose 1.29 loads compose.yaml (with .env.example's variables) and sees the five services."""
     assert set(resolved["services"]) == {"upwatch", "prometheus", "alertmanager", "alertmanager-2", "grafana"}
-    assert set(resolved["volumes"]) == {"prometheus-data", "alertmanager-data", "alertmanager-2-data", "grafana-data"}
+    assert set(resolved["volumes"]) == {
+        "upwatch-data",
+        "prometheus-data",
+        "alertmanager-data",
+        "alertmanager-2-data",
+        "grafana-data",
+    }
     assert resolved["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "test-admin-password"
 
 
@@ -338,6 +345,14 @@ def test_data_lives_in_named_volumes(name: str, path: str) -> None:
     volumes = {m.target: m.source for m in mounts(name) if m.type == "volume"}
     assert volumes == {path: f"{name}-data"}
     assert f"{name}-data" in compose()["volumes"]
+
+
+def test_the_agent_keeps_its_state_in_its_volume() -> None:
+    """The agent's data directory is its named volume, whose mount point the image gives to the agent's user."""
+    assert service("upwatch")["environment"]["UPWATCH_DATA_DIR"] == DATA_VOLUMES["upwatch"]
+    runs = " ".join(i.args for i in dockerfile() if i.stage == 1 and i.name == "RUN")
+    assert f"mkdir -p {DATA_VOLUMES['upwatch']}" in runs
+    assert f"chown {UID}:{UID} {DATA_VOLUMES['upwatch']}" in runs
 
 
 def test_repository_files_are_mounted_read_only() -> None:

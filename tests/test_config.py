@@ -100,7 +100,7 @@ BAD_CONFIGS = [
                 1,
                 "xyz",
                 "unknown key 'xyz'; known keys: "
-                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard, status_page",
+                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard, status_page, data_dir",
             )
         ],
         id="unknown-key-top-no-close-match",
@@ -2342,3 +2342,12 @@ def test_an_empty_prometheus_url_is_the_agent_s_own_history(monkeypatch: pytest.
     assert parse_config(text).status_page.prometheus_url is None
     monkeypatch.setenv("UPWATCH_PROMETHEUS_URL", "http://127.0.0.1:9090")
     assert parse_config(text).status_page.prometheus_url == "http://127.0.0.1:9090"
+
+
+@pytest.mark.parametrize(("written", "expected"), [(None, None), ("state", "conf/state"), ("/var/lib/x", "/var/lib/x")])
+def test_data_dir_is_relative_to_the_config_file(tmp_path: Path, written: str | None, expected: str | None) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "upwatch.yml"
+    path.write_text("endpoints: []\n" + (f"data_dir: {written}\n" if written else ""))
+    data_dir = load_config(path).data_dir
+    assert data_dir == (None if expected is None else tmp_path / expected)

@@ -33,8 +33,9 @@ VANTAGE_DASHBOARD = "http://localhost:3000/d/upwatch-overview/overview?var-insta
 # EndpointDown keeps the endpoint's own severity label, defaulting to critical: the spec's
 # expression for the per-agent rule, the same label_replace around the whole expression for the
 # quorum rule.
+# The per-agent EndpointDown reads the last sample of the last minute (an agent restarting must not resolve it).
 SEVERITY_DEFAULT = re.compile(
-    r'label_replace\(\s*upwatch_endpoint_state\{state="down"\}\s*==\s*1\s*,'
+    r'label_replace\(\s*last_over_time\(upwatch_endpoint_state\{state="down"\}\[1m\]\)\s*==\s*1\s*,'
     r'\s*"severity"\s*,\s*"critical"\s*,\s*"severity"\s*,\s*""\s*\)'
 )
 SEVERITY_DEFAULT_AROUND = re.compile(
@@ -44,6 +45,8 @@ SEVERITY_DEFAULT_AROUND = re.compile(
 # alerts judged across vantages (no instance), from any one agent's. Compared with runs of
 # whitespace as one space.
 URL_JOINS = (
+    "* on (job, instance, vantage, endpoint) group_left (url) "
+    "topk by (job, instance, vantage, endpoint) (1, last_over_time(upwatch_endpoint_info[1m]))",
     "* on (job, instance, vantage, endpoint) group_left (url) upwatch_endpoint_info",
     "* ignoring (vantage, instance, job, shard, url, method) group_left (url) "
     "topk without (vantage, instance, job, shard, url, method) (1, last_over_time(upwatch_endpoint_info[1m]))",

@@ -244,3 +244,23 @@ def test_snapshot_is_immutable_copy() -> None:
 
 def test_state_values_are_the_contract_labels() -> None:
     assert [s.value for s in State] == ["unknown", "up", "degraded", "down"]
+
+
+@pytest.mark.parametrize("pattern", ["---+-+--+++", "+~--~-+-", "-+-+-+--", "--+-++"])
+@pytest.mark.parametrize("thresholds", [(1, 1), (2, 2), (3, 1)])
+def test_a_restored_state_goes_on_exactly_as_the_saved_one(pattern: str, thresholds: tuple[int, int]) -> None:
+    """Saved after any probe and restored into a new machine (a restart), it gives the same transitions and figures."""
+    fail, succeed = thresholds
+    for split in range(len(pattern) + 1):
+        original = machine(fail, succeed)
+        before, after = results(pattern)[:split], results(pattern)[split:]
+        for r in before:
+            original.record(r)
+        restarted = EndpointState(
+            failure_threshold=fail, success_threshold=succeed, degraded_after=DEGRADED_AFTER, created_at=999.0
+        )
+        restarted.restore(original.saved())
+        assert restarted.saved() == original.saved()
+        for r in after:
+            assert restarted.record(r) == original.record(r), f"split at {split}"
+        assert restarted.snapshot() == original.snapshot(), f"split at {split}"

@@ -245,3 +245,44 @@ def test_snapshots_consistent_while_recording(clock: FakeClock) -> None:
     assert not bad
     (a,) = store.snapshot().endpoints
     assert a.duration_count == 20_000
+
+
+def test_saved_data_restored_into_a_new_store_reads_the_same(clock: FakeClock) -> None:
+    """What `saved()` copies and `restore()` takes up is everything a snapshot shows (a restart)."""
+    first = ResultStore(clock=clock)
+    first.sync([endpoint("a", failure_threshold=2), endpoint("b")])
+    for t, result in enumerate([failed("a", FailureReason.DNS), failed("a", FailureReason.TIMEOUT), good("b")]):
+        first.record(dataclasses.replace(result, started_at=2000.0 + t, duration_seconds=0.02 + t))
+    first.record_skipped("b", 3)
+    second = ResultStore(clock=FakeClock(5000.0))
+    second.sync([endpoint("a", failure_threshold=2), endpoint("b")])
+    before = second.generation
+    for ep, data in first.saved():
+        assert second.restore(ep.name, data)
+    assert second.generation != before
+    assert not second.restore("gone", first.saved()[0][1])
+
+    def figures(store: ResultStore) -> list[Any]:
+        return [dataclasses.replace(e, version=0) for e in store.snapshot().endpoints]
+
+    assert figures(second) == figures(first)
+    assert by_name(second)["a"].state.state is State.DOWN
+    assert by_name(second)["a"].state.incidents == 1
+
+
+def test_restore_rejects_another_bucket_layout(store: ResultStore) -> None:
+    _, data = store.saved()[0]
+    with pytest.raises(ValueError, match="histogram buckets"):
+        store.restore("a", dataclasses.replace(data, bucket_hits=(0, 0)))
+
+
+def test_generation_and_transitions_move_with_changes(store: ResultStore) -> None:
+    generation = store.generation
+    store.record(good("a"))
+    assert store.generation > generation
+    assert store.transitions == 1  # unknown -> up
+    store.record(good("a", t=2001.0))
+    assert store.transitions == 1
+    generation = store.generation
+    store.sync([endpoint("a")])  # b removed: there is less to save
+    assert store.generation > generation

@@ -132,7 +132,10 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
             _check_group_by(top_model.status_page, endpoints, doc)
     if doc.problems or top_model is None:
         return None
-    return top_model.model_copy(update={"endpoints": endpoints})
+    data_dir = top_model.data_dir
+    if data_dir is not None and not data_dir.is_absolute():
+        data_dir = base_dir / data_dir
+    return top_model.model_copy(update={"endpoints": endpoints, "data_dir": data_dir})
 
 
 def _first_of_name(name: str, first_use: Mapping[str, int], normal_forms: Mapping[str, str]) -> str | None:

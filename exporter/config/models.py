@@ -196,6 +196,11 @@ class Config(StrictModel):
     )
     shard: Shard | None = Field(default=None, description="probe only this agent's share of the endpoints")
     status_page: StatusPage = Field(default_factory=StatusPage, description="the public status page at /")
+    data_dir: FilePath | None = Field(
+        default=None,
+        description="folder where states, incidents in progress and counters are kept across restarts "
+        "(relative to this file; --data-dir and $UPWATCH_DATA_DIR take precedence); default: not kept",
+    )
 
     @property
     def probed(self) -> list[Endpoint]:
