@@ -30,6 +30,7 @@ from .config.isolated import load_config_isolated
 from .cpus import cpu_count
 from .history import History
 from .logs import LogSettings
+from .memory import release_freed_memory
 from .probes.tls import TLSContexts, build_contexts
 from .recorder import HISTORY_LIMIT, ResultRecorder
 from .reloads import ReloadRequests
@@ -384,6 +385,8 @@ class Agent:
         cap = config.max_concurrent_probes if config else 64
         workers = self._worker_count(config)
         self._recorder.sync(endpoints)
+        # Without a scrape meanwhile, removed endpoints' text (and the old config it points to) would stay.
+        self._exposition.forget_removed()
         # Going between this process and worker processes, the new side owes the ticks it missed
         # while it was taking over.
         now = asyncio.get_running_loop().time()
@@ -470,6 +473,7 @@ class Agent:
             self._log.exception("config reload failed")
             return False, f"config reload failed: {exc}"
         await self._apply(config)
+        await release_freed_memory()  # the old config's objects, scattered through malloc's pages
         self._record_load(ok=True)
         count = len(config.probed) if config else 0
         where = self._placement_log(config)
