@@ -30,8 +30,10 @@ from .config.isolated import load_config_isolated
 from .cpus import cpu_count
 from .history import History
 from .logs import LogSettings
+from .memory import release_freed_memory
 from .probes.tls import TLSContexts, build_contexts
 from .recorder import HISTORY_LIMIT, ResultRecorder
+from .reloads import ReloadRequests
 from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
@@ -212,7 +214,8 @@ class Agent:
             lifecycle=lifecycle,
         )
         self._web = {"tls": access is not None and access.tls is not None, "lifecycle_api": lifecycle}
-        self._reload_lock = asyncio.Lock()
+        # SIGHUPs and /-/reload requests that arrive while a reload runs share one reload after it.
+        self._reloads = ReloadRequests(self._reload_now)
         self._stop = asyncio.Event()
         self._config: Config | None = None
         self._host: HostCollector | None = None
@@ -399,6 +402,8 @@ class Agent:
         cap = config.max_concurrent_probes if config else 64
         workers = self._worker_count(config)
         self._recorder.sync(endpoints)
+        # Without a scrape meanwhile, removed endpoints' text (and the old config it points to) would stay.
+        self._exposition.forget_removed()
         # Going between this process and worker processes, the new side owes the ticks it missed
         # while it was taking over.
         now = asyncio.get_running_loop().time()
@@ -468,28 +473,32 @@ class Agent:
             self._status = ReloadStatus(False, s.last_success_timestamp, s.successes, s.failures + 1)
 
     async def reload(self) -> tuple[bool, str]:
+        """Reload the config: now, or if a reload runs, right after it (in one reload with the requests meanwhile)."""
+        return await self._reloads()
+
+    async def _reload_now(self) -> tuple[bool, str]:
         """Load the config again; a bad one is rejected, logged and counted, and the old one keeps running."""
-        async with self._reload_lock:
-            try:
-                config = await asyncio.to_thread(self._load)
-            except ConfigError as exc:
-                self._record_load(ok=False)
-                for problem in exc.problems:
-                    self._log.error("config reload rejected", problem=str(problem))
-                return False, "config reload rejected; the old config keeps running:\n" + str(exc)
-            except Exception as exc:  # never let a reload take the agent down
-                self._record_load(ok=False)
-                self._log.exception("config reload failed")
-                return False, f"config reload failed: {exc}"
-            await self._apply(config)
-            self._record_load(ok=True)
-            in_force = self._keeper.directory if self._keeper is not None else None
-            if self._data_dir is None and config is not None and config.data_dir != in_force:
-                self._log.warning("data_dir changed; it takes effect at the next start", data_dir=str(config.data_dir))
-            count = len(config.probed) if config else 0
-            where = self._placement_log(config)
-            self._log.info("config reloaded", config=str(self._source.path), endpoints=count, **where)
-            return True, f"config reloaded: {count} endpoints"
+        try:
+            config = await asyncio.to_thread(self._load)
+        except ConfigError as exc:
+            self._record_load(ok=False)
+            for problem in exc.problems:
+                self._log.error("config reload rejected", problem=str(problem))
+            return False, "config reload rejected; the old config keeps running:\n" + str(exc)
+        except Exception as exc:  # never let a reload take the agent down
+            self._record_load(ok=False)
+            self._log.exception("config reload failed")
+            return False, f"config reload failed: {exc}"
+        await self._apply(config)
+        await release_freed_memory()  # the old config's objects, scattered through malloc's pages
+        self._record_load(ok=True)
+        in_force = self._keeper.directory if self._keeper is not None else None
+        if self._data_dir is None and config is not None and config.data_dir != in_force:
+            self._log.warning("data_dir changed; it takes effect at the next start", data_dir=str(config.data_dir))
+        count = len(config.probed) if config else 0
+        where = self._placement_log(config)
+        self._log.info("config reloaded", config=str(self._source.path), endpoints=count, **where)
+        return True, f"config reloaded: {count} endpoints"
 
     def request_stop(self) -> None:
         """Ask the agent to shut down (from a signal handler or a test)."""
@@ -499,16 +508,9 @@ class Agent:
         """Start, then serve until SIGTERM or SIGINT; SIGHUP reloads the config."""
         await self.start()
         loop = asyncio.get_running_loop()
-        reloads: set[asyncio.Task[tuple[bool, str]]] = set()
-
-        def on_hup() -> None:
-            task = loop.create_task(self.reload())
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
         installed = []
         for sig, handler in (
-            (signal.SIGHUP, on_hup),
+            (signal.SIGHUP, self._reloads.request),
             (signal.SIGTERM, self.request_stop),
             (signal.SIGINT, self.request_stop),
         ):
@@ -523,8 +525,7 @@ class Agent:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            for task in reloads:
-                task.cancel()
+            await self._reloads.cancel()
             await self.stop()
 
     async def stop(self) -> None:

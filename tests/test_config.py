@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import re
 import ssl
@@ -57,6 +58,9 @@ def problems_of(source: str | bytes, *, env: dict[str, str] = ENV) -> list[Expec
 def y(text: str) -> str:
     """YAML written indented in this file, dedented."""
     return textwrap.dedent(text).lstrip("\n")
+
+
+A_DEVICE = "it is not a regular file (a character device)"
 
 
 def ep(*lines: str) -> str:
@@ -855,6 +859,19 @@ BAD_CONFIGS = [
             )
         ],
         id="tls-file-name-too-long",
+    ),
+    pytest.param(
+        ep("tls: {ca_file: tls}"),
+        [(4, 20, "endpoints[a].tls.ca_file", f"cannot use file {CONFIGS / 'tls'}: it is a directory")],
+        id="tls-ca-file-is-a-directory",
+    ),
+    pytest.param(
+        ep("tls: {cert_file: /dev/zero, key_file: /dev/zero}"),
+        [
+            (4, 22, "endpoints[a].tls.cert_file", f"cannot use file /dev/zero: {A_DEVICE}"),
+            (4, 43, "endpoints[a].tls.key_file", f"cannot use file /dev/zero: {A_DEVICE}"),
+        ],
+        id="tls-files-are-a-device",
     ),
     pytest.param(
         ep("tls: {key_file: tls/client.key}"),
@@ -1692,6 +1709,16 @@ def test_relative_tls_paths_resolve_against_the_config_files_directory(tmp_path:
     missing = tmp_path / ".." / "elsewhere" / "ca.pem"
     assert [str(p) for p in info.value.problems] == [
         f"{config_file}:4:20: endpoints[a].tls.ca_file: file not found: {missing}"
+    ]
+
+
+def test_a_named_pipe_as_a_tls_file_is_named_so_and_never_opened(tmp_path: Path) -> None:
+    pipe = tmp_path / "ca.pem"
+    os.mkfifo(pipe)  # opening it to read would wait for a writer forever
+    with pytest.raises(ConfigError) as info:
+        parse_config(ep("tls: {ca_file: ca.pem}"), "t.yml", env={}, base_dir=tmp_path)
+    assert [str(p) for p in info.value.problems] == [
+        f"t.yml:4:20: endpoints[a].tls.ca_file: cannot use file {pipe}: it is not a regular file (a named pipe)"
     ]
 
 

@@ -190,6 +190,16 @@ def answers_http10(conn: socket.socket, stopped: threading.Event) -> None:
     conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
+def replies(data: bytes) -> Callable[[socket.socket, threading.Event], None]:
+    """A handler that reads the request, sends `data` and closes."""
+
+    def handle(conn: socket.socket, stopped: threading.Event) -> None:
+        read_request(conn)
+        conn.sendall(data)
+
+    return handle
+
+
 def trickles_forever(conn: socket.socket, stopped: threading.Event) -> None:
     read_request(conn)
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")  # no length: the body ends at close
@@ -211,8 +221,11 @@ def keeps_alive(conn: socket.socket, stopped: threading.Event) -> None:
         (sends_garbage, FailureReason.PROTOCOL, "invalid HTTP response"),
         (closes_silently, FailureReason.PROTOCOL, "without a response"),
         (truncates_body, FailureReason.PROTOCOL, "invalid HTTP response"),
+        # HTTP/0.9: the body alone, no status line.
+        (replies(b"<html>hello from 1991</html>\n"), FailureReason.PROTOCOL, "the reply is not HTTP/1.x"),
+        (replies(b"HTTP/2 200\r\ncontent-length: 2\r\n\r\nok"), FailureReason.PROTOCOL, "the reply is not HTTP/1.x"),
     ],
-    ids=["reset", "garbage", "close-without-response", "truncated-body"],
+    ids=["reset", "garbage", "close-without-response", "truncated-body", "http-0.9", "http-2-status-line"],
 )
 async def test_broken_servers(
     prober: HttpProber, raw_server: Any, handler: Any, reason: FailureReason, in_message: str
@@ -575,6 +588,36 @@ async def test_redirect_to_another_scheme_is_a_protocol_failure(prober: HttpProb
     assert "unsupported" in result.message
 
 
+@pytest.mark.parametrize(
+    "location", ["javascript:alert(1)", "JavaScript:void(0)", "file:///etc/passwd", "data:text/html,hi", "mailto:x@y"]
+)
+async def test_redirect_to_a_scheme_a_probe_does_not_follow_is_a_protocol_failure(
+    prober: HttpProber, httpserver: HTTPServer, location: str
+) -> None:
+    httpserver.expect_request("/away").respond_with_data("", status=302, headers={"Location": location})
+    result = await prober.probe(make_endpoint(httpserver.url_for("/away")))
+    assert_failed(result, FailureReason.PROTOCOL)
+    scheme = location.partition(":")[0].lower()
+    assert result.message == f"unsupported redirect target: scheme {scheme!r} is not http or https"
+
+
+def one_response_per_connection(conn: socket.socket, stopped: threading.Event) -> None:
+    """Redirects / to /next, then closes the connection without saying `Connection: close` (HTTP/1.1 keeps it)."""
+    if read_request(conn).startswith(b"GET /next "):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    else:
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: 0\r\n\r\n")
+
+
+async def test_a_redirect_whose_kept_alive_connection_was_closed_is_followed_on_a_fresh_one(
+    prober: HttpProber, raw_server: Any
+) -> None:
+    server = raw_server(one_response_per_connection)
+    results = [await prober.probe(make_endpoint(server.url())) for _ in range(5)]
+    assert [(r.success, r.message) for r in results] == [(True, "")] * 5
+    assert all(r.redirects == 1 and r.status_code == 200 for r in results)
+
+
 async def test_successful_plain_http_result(prober: HttpProber, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/ok").respond_with_data("fine")
     before = time.time()
@@ -801,6 +844,47 @@ def test_unloadable_tls_material(
     }[case]
     with pytest.raises(TLSSetupError, match=in_message):
         TLSContexts().load(make_endpoint("https://127.0.0.1:1/", tls=tls).tls)
+
+
+HANG_GUARD = 60.0  # seconds: far beyond any load; only a load that blocks forever takes that long
+
+
+@pytest.mark.parametrize("key", ["ca_file", "cert_file", "key_file"])
+@pytest.mark.parametrize(
+    ("kind", "in_message"),
+    [
+        ("directory", "it is a directory"),
+        ("fifo", "it is not a regular file (a named pipe)"),
+        ("dev-zero", "it is not a regular file (a character device)"),
+    ],
+)
+def test_tls_files_that_are_not_regular_files_are_never_read(
+    client_cert_files: tuple[Path, Path], tmp_path: Path, key: str, kind: str, in_message: str
+) -> None:
+    """A directory, a named pipe (whose reading would block forever) or /dev/zero (endless) put in place of a file."""
+    cert_file, key_file = client_cert_files
+    odd = {"directory": tmp_path, "fifo": tmp_path / "pipe", "dev-zero": Path("/dev/zero")}[kind]
+    if kind == "fifo":
+        os.mkfifo(odd)
+    tls: dict[str, Any] = {"cert_file": cert_file, "key_file": key_file} if key != "ca_file" else {}
+    tls[key] = odd
+    spec = make_endpoint("https://127.0.0.1:1/", tls=tls).tls
+    outcome: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            TLSContexts().load(spec)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(HANG_GUARD)
+    assert outcome, f"loading {key} blocked on {odd}"
+    (error,) = outcome
+    assert isinstance(error, TLSSetupError), error
+    assert str(error) == f"cannot use {key} {odd}: {in_message}"
 
 
 async def test_unloadable_tls_material_is_an_error_result(prober: HttpProber, tmp_path: Path) -> None:

@@ -450,10 +450,17 @@ class ProbeExposition:
         if stale:
             snapshot = self._store.snapshot(stale)
             self._install([self._renderer.render(ep, texts.get(ep.endpoint.name)) for ep in snapshot.endpoints])
-        with self._lock:
-            for name in [n for n in self._texts if n not in versions]:
-                del self._texts[name]
+        self._forget(versions)
         return versions
+
+    def forget_removed(self) -> None:
+        """Drop the text of endpoints no longer in the store (after a reload removed some), scraped or not."""
+        self._forget(self._store.versions())
+
+    def _forget(self, kept: Collection[str]) -> None:
+        with self._lock:
+            for name in [n for n in self._texts if n not in kept]:
+                del self._texts[name]
 
     def _install(self, fresh: Iterable[_EndpointText]) -> None:
         with self._lock:

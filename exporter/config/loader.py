@@ -12,7 +12,7 @@ from typing import Annotated, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from exporter.probes.tls import TLSContexts, TLSSetupError
+from exporter.probes.tls import MaterialFileError, TLSContexts, TLSSetupError, check_material
 
 from .document import Document, read_document
 from .models import DEFAULTABLE, Config, Endpoint, EndpointDefaults
@@ -300,7 +300,7 @@ _BUILTIN_TIMEOUT = format_duration(Endpoint.model_fields["timeout"].default)
 def _resolve_files(
     endpoint: Endpoint, doc: Document, path: PathKey, sources: Mapping[PathKey, PathKey], base_dir: Path
 ) -> Endpoint | None:
-    """TLS file paths made absolute (relative to the config file) and checked to exist; None after a problem."""
+    """TLS file paths made absolute (relative to the config file) and checked to be regular files; None on a problem."""
     tls = endpoint.tls
     update: dict[str, Path] = {}
     found_problem = False
@@ -316,12 +316,13 @@ def _resolve_files(
             continue
         full = value if value.is_absolute() else base_dir / value
         try:
-            found = full.is_file()
+            check_material(full.stat())
+        except FileNotFoundError:
+            problem(key, f"file not found: {printable(str(full))}")
         except OSError as exc:  # e.g. a name too long
             problem(key, f"cannot use file {clip(str(full))}: {exc.strerror}")
-            found = True
-        if not found:
-            problem(key, f"file not found: {printable(str(full))}")
+        except MaterialFileError as exc:  # a directory, a pipe, a device: never opened
+            problem(key, f"cannot use file {printable(str(full))}: it {exc}")
         update[key] = full
     if tls.key_file is not None and tls.cert_file is None:
         problem("key_file", "key_file needs cert_file")

@@ -31,6 +31,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_CODINGS = 2  # stacked content codings decoded (gzip of gzip); a third is refused as a decompression bomb
 _INFLATE_STEP = 64 * 1024  # most bytes one decompression step may produce
 _READ_LIMIT = 64 * 1024  # header bytes allowed before the headers end
+_STATUS_LINE_START = b"HTTP/1."
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,7 @@ class HttpConnection(asyncio.Protocol):
     _size: int
     _kept: bytearray
     _received: int
+    _start: bytes  # the response's first bytes, to tell a broken HTTP/1.x reply from another protocol
 
     def __init__(self, trace: ProbeTrace, address: str, port: int) -> None:
         self.address = address
@@ -237,6 +239,11 @@ class HttpConnection(asyncio.Protocol):
         return self._done_at
 
     @property
+    def answered(self) -> bool:
+        """Whether any byte of a response to the current request arrived."""
+        return self._received > 0
+
+    @property
     def reusable(self) -> bool:
         """Whether another request may follow on this connection (the response was whole and keep-alive)."""
         return self._complete and self._keep_alive and not self._closed and self._error is None
@@ -268,6 +275,8 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._now = time.monotonic()
+        if len(self._start) < len(_STATUS_LINE_START):
+            self._start += data[: len(_STATUS_LINE_START) - len(self._start)]
         self._received += len(data)
         parser = self._parser
         if parser is None:
@@ -281,7 +290,7 @@ class HttpConnection(asyncio.Protocol):
             self._fail(InvalidResponse("invalid HTTP response: the server switched protocols"))
         except httptools.HttpParserError as exc:
             if self._error is None:
-                self._fail(InvalidResponse(f"invalid HTTP response: {_parser_text(exc)}"))
+                self._fail(InvalidResponse(f"invalid HTTP response: {self._parser_text(exc)}"))
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -382,6 +391,7 @@ class HttpConnection(asyncio.Protocol):
         self._size = 0
         self._kept = bytearray()
         self._received = 0
+        self._start = b""
 
     def _finish(self, at: float) -> None:
         self._complete = True
@@ -398,6 +408,13 @@ class HttpConnection(asyncio.Protocol):
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _parser_text(self, exc: BaseException) -> str:
+        """What the parser found wrong; a reply that does not begin like HTTP/1.x is said to be another protocol."""
+        if self._head is None and not _STATUS_LINE_START.startswith(self._start[: len(_STATUS_LINE_START)]):
+            return "the reply is not HTTP/1.x (no status line: an HTTP/0.9 server or another protocol)"
+        text = str(exc).strip().rstrip(".") or type(exc).__name__
+        return text[:1].lower() + text[1:]
 
 
 class _Inflater:
@@ -470,8 +487,3 @@ def _version(text: str) -> float:
         return float(text)
     except ValueError:
         return 0.0
-
-
-def _parser_text(exc: BaseException) -> str:
-    text = str(exc).strip().rstrip(".") or type(exc).__name__
-    return text[:1].lower() + text[1:]

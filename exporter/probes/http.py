@@ -19,7 +19,15 @@ from yarl import URL
 
 from exporter import __version__
 from exporter.probes.exchange import Head, HttpConnection, Target, build_request, connect, parse_target
-from exporter.probes.failures import Failure, ProbeError, UnsupportedRedirect, classify, exception_chain, public_message
+from exporter.probes.failures import (
+    Failure,
+    NoResponse,
+    ProbeError,
+    UnsupportedRedirect,
+    classify,
+    exception_chain,
+    public_message,
+)
 from exporter.probes.judge import Response, judge, needs_body_text
 from exporter.probes.resolve import Resolver
 from exporter.probes.spec import ProbeSpec
@@ -237,16 +245,33 @@ class HttpProber:
         keep_text = needs_body_text(endpoint.expect)
         conn: HttpConnection | None = None
         origin: tuple[str, str, int] | None = None
+
+        async def send_on_fresh(old: HttpConnection | None) -> HttpConnection:
+            if old is not None:
+                old.close()
+            new = await self._open(prepared, target, seen)
+            opened.append(new)
+            new.send(request, head_only=method == "HEAD", limit=endpoint.body_size_limit, keep=keep_text)
+            return new
+
         while True:
             seen.new_hop()
-            if conn is None or origin != target.origin or not conn.reusable:
-                if conn is not None:
-                    conn.close()
-                conn = await self._open(prepared, target, seen)
-                opened.append(conn)
+            reused = conn is not None and origin == target.origin and conn.reusable
+            if conn is not None and reused:
+                conn.send(request, head_only=method == "HEAD", limit=endpoint.body_size_limit, keep=keep_text)
+            else:
+                conn = await send_on_fresh(conn)
                 origin = target.origin
-            conn.send(request, head_only=method == "HEAD", limit=endpoint.body_size_limit, keep=keep_text)
-            head = await conn.head()
+            try:
+                head = await conn.head()
+            except (NoResponse, ConnectionError):
+                if not reused or conn.answered:
+                    raise
+                # The server closed the kept-alive connection before reading this request (an idle timeout,
+                # or one response per connection without `Connection: close`): sent again on a fresh one,
+                # as browsers do, rather than failing a probe that a browser would pass.
+                conn = await send_on_fresh(conn)
+                head = await conn.head()
             seen.response(head, conn)
             location = head.get("location") if endpoint.follow_redirects and head.status in REDIRECT_STATUSES else None
             if location is None:

@@ -9,7 +9,9 @@ loaded again on the next probe that needs it.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,52 @@ class TLSUser(Protocol):
 
 class TLSSetupError(Exception):
     """An endpoint's TLS material cannot be loaded (bad CA/cert/key file)."""
+
+
+# A CA bundle of every public root is about 220 KB; a certificate or key file is a few KB.
+MAX_MATERIAL_BYTES = 4 * 1024 * 1024
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "is a directory"),
+    (stat.S_ISFIFO, "is not a regular file (a named pipe)"),
+    (stat.S_ISCHR, "is not a regular file (a character device)"),
+    (stat.S_ISBLK, "is not a regular file (a block device)"),
+    (stat.S_ISSOCK, "is not a regular file (a socket)"),
+)
+_TOO_LARGE = f"is larger than {MAX_MATERIAL_BYTES // 2**20} MiB: not a certificate or key file"
+
+
+class MaterialFileError(Exception):
+    """A TLS file that must not be read: not a regular file, or too large to be a certificate or key."""
+
+
+def check_material(status: os.stat_result) -> None:
+    """Raise MaterialFileError unless `status` is that of a regular file of at most MAX_MATERIAL_BYTES.
+
+    Checked before any reading: OpenSSL would wait forever on a named pipe and read a device like
+    /dev/zero without end.
+    """
+    for test, text in _NOT_REGULAR:
+        if test(status.st_mode):
+            raise MaterialFileError(text)
+    if not stat.S_ISREG(status.st_mode):
+        raise MaterialFileError("is not a regular file")
+    if status.st_size > MAX_MATERIAL_BYTES:
+        raise MaterialFileError(_TOO_LARGE)
+
+
+def read_material(path: Path) -> bytes:
+    """A TLS file's bytes, read only if it is a regular file and at most MAX_MATERIAL_BYTES of it.
+
+    Opened without blocking (a named pipe put in its place since it was checked opens at once) and
+    checked again once open; raises MaterialFileError or OSError.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    with open(os.open(path, flags), "rb") as file:
+        check_material(os.fstat(file.fileno()))
+        data = file.read(MAX_MATERIAL_BYTES + 1)
+    if len(data) > MAX_MATERIAL_BYTES:  # it grew since
+        raise MaterialFileError(_TOO_LARGE)
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +121,11 @@ def _file_stamps(key: _TLSKey) -> tuple[tuple[int, int, int], ...]:
     for name, path in key.files():
         try:
             st = path.stat()
+            check_material(st)  # before OpenSSL opens it
         except OSError as exc:
             raise TLSSetupError(f"cannot read {name} {path}: {exc.strerror or exc}") from None
+        except MaterialFileError as exc:
+            raise TLSSetupError(f"cannot use {name} {path}: it {exc}") from None
         stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(stamps)
 
@@ -98,9 +149,11 @@ def _build_context(key: _TLSKey) -> ssl.SSLContext:
 
 def _load_client_cert(context: ssl.SSLContext, cert_file: Path, key_file: Path | None) -> None:
     try:
-        pem = cert_file.read_bytes()
+        pem = read_material(cert_file)
     except OSError as exc:
         raise TLSSetupError(f"cannot read cert_file {cert_file}: {exc.strerror or exc}") from None
+    except MaterialFileError as exc:
+        raise TLSSetupError(f"cannot use cert_file {cert_file}: it {exc}") from None
     from cryptography import x509
 
     try:
