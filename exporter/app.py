@@ -9,9 +9,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,6 @@ from .collectors.host import HostCollector
 from .collectors.probes import ProbeExposition
 from .config import (
     CONFIG_ENV_VAR,
-    DEFAULT_CONFIG_FILE,
     Config,
     ConfigError,
     Endpoint,
@@ -32,11 +30,12 @@ from .history import History
 from .logs import LogSettings
 from .memory import release_freed_memory
 from .probes.tls import TLSContexts, build_contexts
+from .probing import InProcessProber
 from .recorder import HISTORY_LIMIT, ResultRecorder
 from .reloads import ReloadRequests
-from .results import ProbeResult
 from .scheduler import Scheduler
 from .server import MetricsServer
+from .source import ConfigSource
 from .statefile import StateKeeper
 from .status.build import build_page
 from .status.serve import StatusPages
@@ -45,12 +44,9 @@ from .store import ResultStore
 from .workers.pool import NO_WORKERS, WorkerPool, WorkerStatus
 
 if TYPE_CHECKING:
-    from .probes.http import HttpProber
-    from .probes.spec import ProbeSpec
     from .status.history_source import PrometheusHistorySource
     from .web import WebAccess
 
-DEFAULT_LISTEN = ":9877"
 # `workers: auto` starts worker processes from this many probes a second, or this many endpoints
 # (whose /metrics rendering would otherwise share the probing process): below both, the main
 # process probes, records and serves, and its scrapes are too small to move probe timings.
@@ -91,74 +87,6 @@ def lower_thread_priority(niceness: int = SERVING_NICENESS) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
     except OSError:
         pass
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigSource:
-    """Which config file the agent reads, and whether the user named it."""
-
-    path: Path
-    explicit: bool
-
-
-def config_source(option: str | None, env: Mapping[str, str] | None = None) -> ConfigSource:
-    """--config, else $UPWATCH_CONFIG, else ./upwatch.yml (which may not exist)."""
-    env = os.environ if env is None else env
-    if option:
-        return ConfigSource(Path(option), True)
-    if env.get(CONFIG_ENV_VAR):
-        return ConfigSource(Path(env[CONFIG_ENV_VAR]), True)
-    return ConfigSource(Path(DEFAULT_CONFIG_FILE), False)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """HOST:PORT, :PORT or [IPv6]:PORT as (host, port); an empty host means every address."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"invalid listen address {text!r}: use HOST:PORT or :PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"invalid listen address {text!r}: write IPv6 addresses as [ADDR]:PORT")
-    return host, int(port_text)
-
-
-class InProcessProber:
-    """The main process's prober, loaded on its first probe: while workers probe, this process never loads it."""
-
-    def __init__(self, tls: TLSContexts) -> None:
-        self._tls = tls
-        self._prober: HttpProber | None = None
-
-    def load(self) -> HttpProber:
-        """The prober, loaded now if need be (importing it blocks for tens of milliseconds, far more on a busy host)."""
-        if self._prober is None:
-            from .probes.http import HttpProber
-
-            self._prober = HttpProber(self._tls)
-        return self._prober
-
-    async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
-        """Probe with the prober, loading it first if need be."""
-        prober = self._prober
-        if prober is None:
-            # The caller set the deadline before the load: the time it took is not the endpoint's.
-            loop = asyncio.get_running_loop()
-            began = loop.time()
-            prober = self.load()
-            if deadline is not None:
-                deadline += loop.time() - began
-        return await prober.probe(endpoint, deadline)
-
-    def retain(self, names: Collection[str]) -> None:
-        """See HttpProber.retain."""
-        if self._prober is not None:
-            self._prober.retain(names)
-
-    async def aclose(self) -> None:
-        """See HttpProber.aclose."""
-        if self._prober is not None:
-            await self._prober.aclose()
 
 
 class Agent:
@@ -547,24 +475,3 @@ class Agent:
         if self._host is not None:
             self._host.close()
         self._log.info("upwatch stopped")
-
-
-async def probe_once(config: Config, names: Sequence[str] = (), tls: TLSContexts | None = None) -> list[ProbeResult]:
-    """Probe the named endpoints (all when none are named) once now, in config order.
-
-    `tls` is the cache the config was loaded with, so that the probes find their SSL contexts built.
-    """
-    from .probes.http import HttpProber
-
-    endpoints = [config.endpoint(n) for n in names] if names else list(config.probed)
-    prober = HttpProber(tls)
-    limit = asyncio.Semaphore(config.max_concurrent_probes)
-
-    async def one(ep: Endpoint) -> ProbeResult:
-        async with limit:
-            return await prober.probe(ep)
-
-    try:
-        return list(await asyncio.gather(*(one(ep) for ep in endpoints)))
-    finally:
-        await prober.aclose()

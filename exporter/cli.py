@@ -12,11 +12,13 @@ from pathlib import Path
 import click
 
 from . import __version__, loop
-from .app import DEFAULT_LISTEN, Agent, config_source, parse_listen, probe_once
+from .app import Agent
 from .config import Config, ConfigError, Problem, json_schema_text, load_config
 from .logs import LOG_FORMATS, LOG_LEVELS, LogSettings, configure_logging, get_logger
 from .probes.tls import TLSContexts
+from .probing import probe_once
 from .results import PHASES, ProbeResult
+from .source import DEFAULT_LISTEN, config_source, parse_listen
 
 FORMATS = click.Choice(["text", "json"])
 

@@ -19,10 +19,11 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 
-from exporter.app import Agent, ConfigSource, auto_workers, parse_listen
+from exporter.app import Agent, auto_workers
 from exporter.compression import gzip_pieces
 from exporter.config import Endpoint
 from exporter.sharding import rendezvous_bucket
+from exporter.source import ConfigSource, parse_listen
 
 LOG = structlog.get_logger()
 # A reload with worker processes waits for them to take the new assignment: seconds on a loaded machine.
@@ -463,7 +464,7 @@ def test_probing_in_process_loads_the_prober_before_the_first_probe(tmp_path: Pa
     code = (
         "import asyncio, sys, structlog\n"
         "from pathlib import Path\n"
-        "from exporter.app import Agent, ConfigSource\n"
+        "from exporter.app import Agent\nfrom exporter.source import ConfigSource\n"
         "async def main():\n"
         f"    agent = Agent(source=ConfigSource(Path({str(config)!r}), True), listen=('127.0.0.1', 0), "
         "log=structlog.get_logger())\n"

@@ -25,7 +25,8 @@ import trustme
 import yaml
 from helpers import REPO, UPWATCH, free_port, program, running, stop, wait_for
 
-from exporter.app import Agent, ConfigSource
+from exporter.app import Agent
+from exporter.source import ConfigSource
 from exporter.web import WebAccess, WebConfigFile
 
 # Cost 4, the lowest: the tests check passwords many times and the cost does not change the logic.
