@@ -97,6 +97,7 @@ def test_check_config_fails_on_a_broken_copy(path: str, old: str, new: str, erro
 
 ENDPOINT = ["alertname=EndpointDown", "endpoint=orders-api", "instance=upwatch:9877", "job=upwatch"]
 HOST = ["alertname=HostCpuHigh", "instance=upwatch:9877", "job=upwatch"]
+FLAPPING = ["alertname=EndpointFlapping", "endpoint=orders-api", "instance=upwatch:9877", "job=upwatch"]
 
 
 @pytest.mark.parametrize(
@@ -124,6 +125,11 @@ HOST = ["alertname=HostCpuHigh", "instance=upwatch:9877", "job=upwatch"]
         pytest.param([*ENDPOINT, "maintenance_window=monthly", "severity=critical"], "critical", id="other-window"),
         # An unknown or missing severity is still seen (Slack), but pages nobody.
         pytest.param([*ENDPOINT, "severity=page"], DEFAULT_RECEIVER, id="unknown-severity"),
+        # The flap budget's route (EndpointDown and EndpointFlapping grouped per endpoint) routes
+        # like every other alert below it.
+        pytest.param([*FLAPPING, "severity=critical"], "critical", id="flapping-critical"),
+        pytest.param([*FLAPPING, "team=payments", "severity=critical"], "payments-critical", id="flapping-payments"),
+        pytest.param([*FLAPPING, "severity=warning"], "warning", id="flapping-warning"),
         pytest.param(ENDPOINT, DEFAULT_RECEIVER, id="no-severity"),
     ],
 )
@@ -163,8 +169,12 @@ def test_route_verification_can_fail() -> None:
 def test_maintenance_route_mutes_every_route_below_it() -> None:
     # Alertmanager applies the mute of the route an alert finally matches and does not inherit
     # mute_time_intervals, so the maintenance route and every child must name the window.
+    # The owner routes are shared (a YAML alias) by the flap budget's route and the one for every
+    # other alert, so the maintenance route is found under each.
     config = load_config()
-    (maintenance,) = [r for r in config["route"]["routes"] if r.get("matchers") == ['maintenance_window="weekly"']]
+    weekly = ['maintenance_window="weekly"']
+    maintenance = [route for route, _ in routes_with_effective_timers(config) if route.get("matchers") == weekly]
+    assert len(maintenance) == 2
     muted: list[dict[str, Any]] = []
 
     def walk(route: dict[str, Any]) -> None:
@@ -172,8 +182,9 @@ def test_maintenance_route_mutes_every_route_below_it() -> None:
         for child in route.get("routes", []):
             walk(child)
 
-    walk(maintenance)
-    assert len(muted) > 1
+    for route in maintenance:
+        walk(route)
+    assert len(muted) > 2
     for route in muted:
         assert route.get("mute_time_intervals") == ["weekly-maintenance"], route
     (interval,) = [t for t in config["time_intervals"] if t["name"] == "weekly-maintenance"]
@@ -403,8 +414,24 @@ def test_no_route_breaks_the_dedupe() -> None:
         # Reminders are only sent on group_interval ticks.
         assert timers["repeat_interval"] % timers["group_interval"] == 0, route
         assert timers["repeat_interval"] >= 3600, route
-        if "group_by" in route:
+        if "group_by" in route and route.get("matchers") != FLAP_BUDGET_MATCHERS:
             assert "alertname" in route["group_by"] or route["group_by"] == ["..."], route
+
+
+FLAP_BUDGET_MATCHERS = ['alertname=~"EndpointDown|EndpointFlapping"']
+
+
+def test_the_flap_budget_groups_down_and_flapping_per_endpoint() -> None:
+    # The only group of more than one alert name: an endpoint's EndpointDown and EndpointFlapping,
+    # so that group_interval bounds their notifications together. Routed below it exactly as the
+    # other alerts are.
+    route = load_config()["route"]
+    first, rest = route["routes"]
+    assert first["matchers"] == FLAP_BUDGET_MATCHERS
+    assert first["group_by"] == ["endpoint", "instance"]
+    assert "group_interval" not in first and "group_wait" not in first and "receiver" not in first
+    assert "matchers" not in rest and "group_by" not in rest
+    assert first["routes"] == rest["routes"]
 
 
 def test_every_receiver_exists_and_is_used() -> None:
@@ -744,7 +771,8 @@ def test_inhibition(start_alertmanager: Callable[..., Alertmanager]) -> None:
     now = datetime.now(UTC)
     a, b = "upwatch-a:9877", "upwatch-b:9877"
     am.post(
-        # EndpointDown silences the other endpoint alerts of its endpoint and instance only.
+        # EndpointDown silences the other endpoint alerts of its endpoint and instance only, except
+        # EndpointFlapping, which shares its group (the flap budget) to say that it flaps.
         alert("down", now, alertname="EndpointDown", endpoint="orders", instance=a, severity="critical"),
         alert("degraded", now, alertname="EndpointDegraded", endpoint="orders", instance=a, severity="warning"),
         alert("flapping", now, alertname="EndpointFlapping", endpoint="orders", instance=a, severity="warning"),
@@ -760,7 +788,7 @@ def test_inhibition(start_alertmanager: Callable[..., Alertmanager]) -> None:
         alert("fs-root-warn", now, alertname="HostFilesystemSpaceLow", instance=b, mountpoint="/", severity="warning"),
         alert("fs-home", now, alertname="HostFilesystemSpaceLow", instance=b, mountpoint="/home", severity="warning"),
     )
-    expected_inhibited = {"degraded", "flapping", "stalled", "burn", "cpu-warning", "fs-root-warn"}
+    expected_inhibited = {"degraded", "stalled", "burn", "cpu-warning", "fs-root-warn"}
 
     def inhibited() -> set[str]:
         return {name for name, found in am.alerts().items() if found["status"]["inhibitedBy"]}
@@ -774,8 +802,9 @@ def test_inhibition(start_alertmanager: Callable[..., Alertmanager]) -> None:
         assert alerts[name]["status"]["state"] == "suppressed"
     assert alerts["degraded"]["status"]["inhibitedBy"] == [alerts["down"]["fingerprint"]]
     assert alerts["cpu-warning"]["status"]["inhibitedBy"] == [alerts["cpu-critical"]["fingerprint"]]
-    for name in ["down", "other-endpoint", "cpu-critical", "cpu-warning-elsewhere", "memory-warning", "fs-home"]:
+    for name in ["down", "flapping", "other-endpoint", "cpu-critical", "cpu-warning-elsewhere", "memory-warning"]:
         assert alerts[name]["status"]["state"] == "active", name
+    assert alerts["fs-home"]["status"]["state"] == "active"
 
     # The agent is gone: everything else of its instance is silenced, but not other instances.
     am.post(alert("upwatch-down", now, alertname="UpwatchDown", instance=b, severity="critical"))
@@ -793,6 +822,49 @@ def test_inhibition(start_alertmanager: Callable[..., Alertmanager]) -> None:
     assert alerts["upwatch-down"]["status"]["inhibitedBy"] == [alerts["host-down"]["fingerprint"]]
     assert alerts["host-down"]["status"]["state"] == "active"
     assert alerts["down"]["status"]["state"] == "active"
+
+
+def test_the_flap_budget_notifies_an_endpoint_at_most_once_per_group_interval(
+    start_alertmanager: Callable[..., Alertmanager],
+) -> None:
+    # What Prometheus sends for a flapping endpoint under the bundle's rules: EndpointDown fires,
+    # EndpointFlapping joins it a little later, both stay firing while it flaps and resolve
+    # together. One group, so the "flapping" message waits for the group_interval tick after the
+    # "down" one (2 s here), and a single message says both resolved.
+    am = start_alertmanager(group_wait="1s", group_interval="2s")
+    starts = datetime.now(UTC) - timedelta(minutes=1)
+    labels = {"endpoint": "orders-api", "instance": "upwatch:9877", "severity": "critical"}
+    down = alert("down", starts, alertname="EndpointDown", state="down", **labels)
+    am.post(down)
+    first = wait_for("the down message", am.slack)[0][0]
+    flapping = alert("flapping", datetime.now(UTC), alertname="EndpointFlapping", **labels)
+    am.post(flapping)
+    second, message = wait_for("the flapping message", lambda: am.slack()[1:])[0]
+    assert second - first >= 2 - 0.2
+    (attachment,) = message["attachments"]
+    assert attachment["title"] == "[FIRING:2] EndpointFlapping, EndpointDown orders-api (critical)"
+    assert "EndpointFlapping on orders-api" in attachment["text"]  # its summary
+
+    time.sleep(2 * 2)  # two ticks while it flaps: nothing has changed, nothing is sent
+    assert len(am.slack()) == 2
+    ends = datetime.now(UTC)
+    am.post(
+        alert("down", starts, ends, alertname="EndpointDown", state="down", **labels),
+        alert("flapping", datetime.fromisoformat(flapping["startsAt"]), ends, alertname="EndpointFlapping", **labels),
+    )
+    _, message = wait_for("the resolved message", lambda: am.slack()[2:])[0]
+    (attachment,) = message["attachments"]
+    assert attachment["title"] == "[RESOLVED] EndpointFlapping, EndpointDown orders-api (critical)"
+    settle(lambda: len(am.smtp.messages) >= 3)
+    time.sleep(2)
+    times = [t for t, _ in am.slack()]
+    assert len(times) == 3, [m["attachments"][0]["title"] for _, m in am.slack()]
+    assert all(b - a >= 2 - 0.2 for a, b in itertools.pairwise(times)), times
+    assert [m["Subject"] for m in am.smtp.messages] == [
+        "[FIRING:1] EndpointDown orders-api (critical)",
+        "[FIRING:2] EndpointFlapping, EndpointDown orders-api (critical)",
+        "[RESOLVED] EndpointFlapping, EndpointDown orders-api (critical)",
+    ]
 
 
 def test_inhibition_across_vantages(start_alertmanager: Callable[..., Alertmanager]) -> None:

@@ -166,15 +166,16 @@ def test_rule_unit_tests_pass(path: Path) -> None:
 
 
 def test_every_alert_has_a_severity() -> None:
-    """critical, warning or info in its labels; EndpointDown takes the endpoint's own, else critical."""
+    """critical, warning or info in its labels; EndpointDown (and the single-site EndpointFlapping,
+    which shares its notifications: the flap budget) take the endpoint's own, else critical."""
     problems = []
     for alert in alerts():
         name, labels = alert["alert"], alert.get("labels", {})
-        if name == "EndpointDown":
+        if name == "EndpointDown" or (name == "EndpointFlapping" and "severity" not in labels):
             if "severity" in labels:
                 problems.append("EndpointDown: severity must come from the endpoint's label, not the rule")
             if not (SEVERITY_DEFAULT.search(alert["expr"]) or SEVERITY_DEFAULT_AROUND.match(alert["expr"].strip())):
-                problems.append(f"EndpointDown: expression does not default severity to critical: {alert['expr']}")
+                problems.append(f"{name}: expression does not default severity to critical: {alert['expr']}")
         elif labels.get("severity") not in SEVERITIES:
             problems.append(f"{name}: severity {labels.get('severity')!r} is not one of {sorted(SEVERITIES)}")
     assert not problems, "\n".join(problems)
@@ -227,7 +228,7 @@ def test_alerts_are_the_spec_ones() -> None:
         "EndpointDown": {("endpoint's", "none")},
         "EndpointDownRegional": {("warning", "1m")},
         "EndpointDegraded": {("warning", "5m")},
-        "EndpointFlapping": {("warning", "none")},
+        "EndpointFlapping": {("endpoint's", "none"), ("warning", "none")},
         "EndpointCertificateExpiring": {("warning", "none"), ("critical", "none")},
         "EndpointCertificateExpired": {("critical", "none")},
         "EndpointErrorBudgetBurn": {("warning", "none"), ("critical", "none")},
