@@ -155,6 +155,7 @@ class HttpConnection(asyncio.Protocol):
     _keep: bool
     _head: Head | None
     _headers: list[tuple[str, str]]
+    _header_bytes: int
     _interim: bool
     _until_close: bool
     _keep_alive: bool
@@ -281,9 +282,6 @@ class HttpConnection(asyncio.Protocol):
         parser = self._parser
         if parser is None:
             return
-        if self._head is None and self._received > _READ_LIMIT:
-            self._fail(InvalidResponse(f"invalid HTTP response: headers longer than {_READ_LIMIT} bytes"))
-            return
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -291,6 +289,9 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if self._error is None:
                 self._fail(InvalidResponse(f"invalid HTTP response: {self._parser_text(exc)}"))
+        # Checked once this read is parsed: a read may hold short headers and the start of a large body.
+        if self._head is None and self._received > _READ_LIMIT:
+            self._fail(InvalidResponse(f"invalid HTTP response: headers longer than {_READ_LIMIT} bytes"))
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -315,6 +316,10 @@ class HttpConnection(asyncio.Protocol):
     # httptools' callbacks, inside feed_data
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > _READ_LIMIT:  # long headers that arrived in one read with their end
+            self._fail(InvalidResponse(f"invalid HTTP response: headers longer than {_READ_LIMIT} bytes"))
+            return
         self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -381,6 +386,7 @@ class HttpConnection(asyncio.Protocol):
         self._keep = keep
         self._head = None
         self._headers = []
+        self._header_bytes = 0
         self._interim = False
         self._until_close = False
         self._keep_alive = False
