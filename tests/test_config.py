@@ -104,7 +104,8 @@ BAD_CONFIGS = [
                 1,
                 "xyz",
                 "unknown key 'xyz'; known keys: "
-                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard, status_page, data_dir",
+                "defaults, endpoints, host, max_concurrent_probes, body_memory_limit, workers, vantage, shard, "
+                "status_page, data_dir",
             )
         ],
         id="unknown-key-top-no-close-match",

@@ -119,6 +119,8 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
         except ValidationError as exc:
             _report(exc, doc, path, sources)
             continue
+        if top_model is not None:
+            _check_body_memory(endpoint, top_model.body_memory_limit, merged, doc, path, sources)
         if timing_ok:
             _check_max_response_time(endpoint, merged, doc, path, sources)
             resolved = _resolve_files(endpoint, doc, path, sources, base_dir)
@@ -368,6 +370,25 @@ def _check_max_response_time(
         shown = f"{format_duration(timeout)}{'' if 'timeout' in merged else timeout_from}"
         message = f"must be shorter than timeout ({shown}), got {format_duration(limit)}"
     doc.problem(where, message)
+
+
+def _check_body_memory(
+    ep: Endpoint,
+    budget: int,
+    merged: Mapping[str, object],
+    doc: Document,
+    path: PathKey,
+    sources: Mapping[PathKey, PathKey],
+) -> None:
+    """A body that a check reads must fit in body_memory_limit, or its probe could never finish."""
+    if ep.body_size_limit <= budget or not (
+        ep.expect.body_contains or ep.expect.body_matches or ep.expect.body_not_matches
+    ):
+        return
+    if "body_size_limit" in merged:  # else the built-in 10MiB: reported once, at body_memory_limit
+        message = f"must be at most body_memory_limit ({budget} bytes) for an endpoint with body checks"
+        return doc.problem(_source(("body_size_limit",), sources, path), f"{message}, got {ep.body_size_limit}")
+    doc.problem(("body_memory_limit",), f"must be at least body_size_limit ({ep.body_size_limit} bytes), got {budget}")
 
 
 def _origin(

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, create_model, model_validator
 
+from exporter.probes.budget import DEFAULT_BODY_BUDGET
 from exporter.probes.spec import ExpectSpec, ProbeSpec, TLSSpec
 from exporter.redact import redact_url
 from exporter.sharding import rendezvous_bucket
@@ -190,6 +191,11 @@ class Config(StrictModel):
     endpoints: list[Endpoint] = Field(default_factory=list)
     host: HostConfig = Field(default_factory=HostConfig)
     max_concurrent_probes: int = Field(default=64, ge=1, le=10000, description="probes running at once, at most")
+    body_memory_limit: Size = Field(
+        default=DEFAULT_BODY_BUDGET,
+        description="response bodies kept for body checks at once, per process (each probe worker has its own); "
+        "a probe past it waits for room, within its timeout",
+    )
     workers: Workers = Field(default="auto")
     vantage: Annotated[str, AfterValidator(check_vantage)] | None = Field(
         default=None, description="where this agent probes from (eu-west): the vantage label on its endpoint series"
