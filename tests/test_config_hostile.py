@@ -373,13 +373,30 @@ def test_serve_refuses_a_5000_digit_integer_in_one_line(tmp_path: Path) -> None:
 )
 def test_schema_to_a_file_that_cannot_be_written(target: str, message: str) -> None:
     done = subprocess.run([*UPWATCH, "schema", "-o", target], capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout, done.stderr) == (1, "", message + "\n")
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n")
 
 
-def test_schema_to_a_full_standard_output() -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["schema"],
+        ["validate", "{good}"],
+        ["validate", "{bad}"],  # 2, not 1: the file was not judged to anyone who could read it
+        ["validate", "--format", "json", "{good}", "{bad}"],
+        ["--version"],
+        ["validate", "--help"],
+    ],
+    ids=["schema", "validate-valid", "validate-invalid", "validate-json", "version", "help"],
+)
+def test_a_full_standard_output_is_one_error_line(args: list[str], tmp_path: Path) -> None:
+    """Every command whose output cannot be written says so in one line and exits 2, never with a traceback."""
+    good, bad = tmp_path / "good.yml", tmp_path / "bad.yml"
+    good.write_text("endpoints:\n- {name: a, url: 'http://127.0.0.1:1/'}\n")
+    bad.write_text("endpoints:\n- {name: a, url: 'http://127.0.0.1:1/', timeout: 1x}\n" * 200)
+    args = [a.format(good=good, bad=bad) for a in args]
     with open("/dev/full", "w") as full:
-        done = subprocess.run([*UPWATCH, "schema"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
-    assert (done.returncode, done.stderr) == (1, "Error: cannot write standard output: No space left on device\n")
+        done = subprocess.run([*UPWATCH, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, "Error: cannot write standard output: No space left on device\n")
 
 
 # -- 9: names that hide what they are ------------------------------------------------------------------------
