@@ -399,6 +399,46 @@ def test_a_full_standard_output_is_one_error_line(args: list[str], tmp_path: Pat
     assert (done.returncode, done.stderr) == (2, "Error: cannot write standard output: No space left on device\n")
 
 
+def _special_file(kind: str, tmp_path: Path) -> str:
+    """A config path that is not a regular file (or is too large to be a config)."""
+    if kind == "device":
+        return "/dev/zero"  # read with a plain read_bytes(), it never ends
+    path = tmp_path / f"{kind}.yml"
+    if kind == "named-pipe":
+        os.mkfifo(path)  # opened for reading with a plain open(), it blocks until a writer comes
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        with path.open("wb") as big:
+            big.truncate(17 * 1024 * 1024)
+    return str(path)
+
+
+SPECIAL_FILES = [
+    ("device", "is not a regular file (a character device)"),
+    ("named-pipe", "is not a regular file (a named pipe)"),
+    ("directory", "is a directory"),
+    ("too-large", "is larger than 16 MiB: not a config file"),
+]
+
+
+@pytest.mark.parametrize(("kind", "problem"), SPECIAL_FILES, ids=[k for k, _ in SPECIAL_FILES])
+def test_validate_refuses_a_config_that_is_not_a_regular_file(kind: str, problem: str, tmp_path: Path) -> None:
+    file = _special_file(kind, tmp_path)
+    done = subprocess.run([*UPWATCH, "validate", file], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, f"{file}:1:1: (file): {problem}\n")
+
+
+@pytest.mark.parametrize(("kind", "problem"), SPECIAL_FILES, ids=[k for k, _ in SPECIAL_FILES])
+def test_serve_refuses_a_config_that_is_not_a_regular_file(kind: str, problem: str, tmp_path: Path) -> None:
+    file = _special_file(kind, tmp_path)
+    command = [*UPWATCH, "serve", "--config", file, "--listen", "127.0.0.1:0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"{file}:1:1: (file): {problem}\n" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # -- 9: names that hide what they are ------------------------------------------------------------------------
 
 NAMES_THAT_HIDE = [
