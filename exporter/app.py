@@ -29,6 +29,7 @@ from .cpus import cpu_count
 from .history import History
 from .logs import LogSettings
 from .memory import release_freed_memory
+from .probes.budget import DEFAULT_BODY_BUDGET
 from .probes.tls import TLSContexts, build_contexts
 from .probing import InProcessProber
 from .recorder import HISTORY_LIMIT, ResultRecorder
@@ -337,6 +338,7 @@ class Agent:
         now = asyncio.get_running_loop().time()
         switched = self._workers is not None and (self._workers == 0) != (workers == 0)
         previous = {ep.name: now for ep in self._config.probed} if switched and self._config else None
+        self._prober.budget.resize(config.body_memory_limit if config else DEFAULT_BODY_BUDGET)
         if workers == 0:
             await self._pool.apply((), cap, 0)
             # Building SSL contexts costs milliseconds, and loading the prober more: off the loop,
@@ -347,7 +349,9 @@ class Agent:
             await self._scheduler.apply(endpoints, cap, resume_from=previous)
         else:
             await self._scheduler.apply((), cap)
-            await self._pool.apply(endpoints, cap, workers, resume_from=previous)
+            await self._pool.apply(
+                endpoints, cap, workers, resume_from=previous, body_memory_limit=self._prober.budget.total
+            )
         self._prober.retain({ep.name for ep in endpoints} if workers == 0 else ())
         if workers != self._workers:
             self._yield_to_workers(workers > 0)

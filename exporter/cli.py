@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -23,7 +25,33 @@ from .source import DEFAULT_LISTEN, config_source, parse_listen
 FORMATS = click.Choice(["text", "json"])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Errors of a write to an output that cannot take it (a full disk, /dev/full, a closed pipe, a dead terminal).
+_OUTPUT_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EPIPE))
+OUTPUT_FAILED = 2  # exit status when the output cannot be written: not a verdict on the config (that is 1)
+
+
+class _Commands(click.Group):
+    """The command group, which turns an output that cannot be written into one line on stderr."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line; a standard output that cannot be written is an error line, never a traceback."""
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as exc:
+            if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS:
+                raise
+            _output_failed("standard output", exc)
+
+
+def _output_failed(where: str, exc: OSError) -> NoReturn:
+    """Say on stderr that `where` cannot be written, and exit with OUTPUT_FAILED."""
+    if where == "standard output":  # what is still buffered would fail again, with a traceback, as Python exits
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    click.echo(f"Error: cannot write {where}: {exc.strerror or exc}", err=True)
+    sys.exit(OUTPUT_FAILED)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="upwatch")
 def main() -> None:
     """upwatch: HTTP endpoint probes and host metrics for Prometheus."""
@@ -262,7 +290,4 @@ def schema(output: Path | None) -> None:
         else:
             output.write_text(text)
     except OSError as exc:
-        if output is None:  # what is still buffered would fail again, with a traceback, as Python exits
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        where = "standard output" if output is None else click.format_filename(output)
-        raise click.ClickException(f"cannot write {where}: {exc.strerror or exc}") from None
+        _output_failed("standard output" if output is None else click.format_filename(output), exc)

@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from .config import Config, Endpoint
+from .probes.budget import BodyBudget
 from .probes.tls import TLSContexts
 from .results import ProbeResult
 
@@ -21,13 +22,14 @@ class InProcessProber:
     def __init__(self, tls: TLSContexts) -> None:
         self._tls = tls
         self._prober: HttpProber | None = None
+        self.budget = BodyBudget()  # its probes' kept bodies, bounded by the config's body_memory_limit
 
     def load(self) -> HttpProber:
         """The prober, loaded now if need be (importing it blocks for tens of milliseconds, far more on a busy host)."""
         if self._prober is None:
             from .probes.http import HttpProber
 
-            self._prober = HttpProber(self._tls)
+            self._prober = HttpProber(self._tls, budget=self.budget)
         return self._prober
 
     async def probe(self, endpoint: Endpoint | ProbeSpec, deadline: float | None = None) -> ProbeResult:
@@ -61,7 +63,7 @@ async def probe_once(config: Config, names: Sequence[str] = (), tls: TLSContexts
     from .probes.http import HttpProber
 
     endpoints = [config.endpoint(n) for n in names] if names else list(config.probed)
-    prober = HttpProber(tls)
+    prober = HttpProber(tls, budget=BodyBudget(config.body_memory_limit))
     limit = asyncio.Semaphore(config.max_concurrent_probes)
 
     async def one(ep: Endpoint) -> ProbeResult:

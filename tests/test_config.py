@@ -104,7 +104,8 @@ BAD_CONFIGS = [
                 1,
                 "xyz",
                 "unknown key 'xyz'; known keys: "
-                "defaults, endpoints, host, max_concurrent_probes, workers, vantage, shard, status_page, data_dir",
+                "defaults, endpoints, host, max_concurrent_probes, body_memory_limit, workers, vantage, shard, "
+                "status_page, data_dir",
             )
         ],
         id="unknown-key-top-no-close-match",
@@ -1332,7 +1333,7 @@ def test_unreadable_file_is_a_problem_not_an_exception(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path, env={})
-    assert [str(p) for p in info.value.problems] == [f"{tmp_path}:1:1: (file): cannot read file: Is a directory"]
+    assert [str(p) for p in info.value.problems] == [f"{tmp_path}:1:1: (file): is a directory"]
 
 
 # -- good files -----------------------------------------------------------------------------------------

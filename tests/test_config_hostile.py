@@ -373,13 +373,70 @@ def test_serve_refuses_a_5000_digit_integer_in_one_line(tmp_path: Path) -> None:
 )
 def test_schema_to_a_file_that_cannot_be_written(target: str, message: str) -> None:
     done = subprocess.run([*UPWATCH, "schema", "-o", target], capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout, done.stderr) == (1, "", message + "\n")
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n")
 
 
-def test_schema_to_a_full_standard_output() -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["schema"],
+        ["validate", "{good}"],
+        ["validate", "{bad}"],  # 2, not 1: the file was not judged to anyone who could read it
+        ["validate", "--format", "json", "{good}", "{bad}"],
+        ["--version"],
+        ["validate", "--help"],
+    ],
+    ids=["schema", "validate-valid", "validate-invalid", "validate-json", "version", "help"],
+)
+def test_a_full_standard_output_is_one_error_line(args: list[str], tmp_path: Path) -> None:
+    """Every command whose output cannot be written says so in one line and exits 2, never with a traceback."""
+    good, bad = tmp_path / "good.yml", tmp_path / "bad.yml"
+    good.write_text("endpoints:\n- {name: a, url: 'http://127.0.0.1:1/'}\n")
+    bad.write_text("endpoints:\n- {name: a, url: 'http://127.0.0.1:1/', timeout: 1x}\n" * 200)
+    args = [a.format(good=good, bad=bad) for a in args]
     with open("/dev/full", "w") as full:
-        done = subprocess.run([*UPWATCH, "schema"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
-    assert (done.returncode, done.stderr) == (1, "Error: cannot write standard output: No space left on device\n")
+        done = subprocess.run([*UPWATCH, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, "Error: cannot write standard output: No space left on device\n")
+
+
+def _special_file(kind: str, tmp_path: Path) -> str:
+    """A config path that is not a regular file (or is too large to be a config)."""
+    if kind == "device":
+        return "/dev/zero"  # read with a plain read_bytes(), it never ends
+    path = tmp_path / f"{kind}.yml"
+    if kind == "named-pipe":
+        os.mkfifo(path)  # opened for reading with a plain open(), it blocks until a writer comes
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        with path.open("wb") as big:
+            big.truncate(17 * 1024 * 1024)
+    return str(path)
+
+
+SPECIAL_FILES = [
+    ("device", "is not a regular file (a character device)"),
+    ("named-pipe", "is not a regular file (a named pipe)"),
+    ("directory", "is a directory"),
+    ("too-large", "is larger than 16 MiB: not a config file"),
+]
+
+
+@pytest.mark.parametrize(("kind", "problem"), SPECIAL_FILES, ids=[k for k, _ in SPECIAL_FILES])
+def test_validate_refuses_a_config_that_is_not_a_regular_file(kind: str, problem: str, tmp_path: Path) -> None:
+    file = _special_file(kind, tmp_path)
+    done = subprocess.run([*UPWATCH, "validate", file], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, f"{file}:1:1: (file): {problem}\n")
+
+
+@pytest.mark.parametrize(("kind", "problem"), SPECIAL_FILES, ids=[k for k, _ in SPECIAL_FILES])
+def test_serve_refuses_a_config_that_is_not_a_regular_file(kind: str, problem: str, tmp_path: Path) -> None:
+    file = _special_file(kind, tmp_path)
+    command = [*UPWATCH, "serve", "--config", file, "--listen", "127.0.0.1:0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"{file}:1:1: (file): {problem}\n" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # -- 9: names that hide what they are ------------------------------------------------------------------------

@@ -237,6 +237,29 @@ async def test_broken_servers(
     assert result.duration_seconds < 3  # ended by the failure, not by the timeout
 
 
+@pytest.mark.parametrize(
+    ("reply", "success"),
+    [
+        # Short headers and the start of a large body in one read: a fast local server sends them so.
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n" + b"x" * 1048576, True),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 + b"\r\nContent-Length: 2\r\n\r\nok", False),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-Many: a\r\n" * 7000 + b"Content-Length: 2\r\n\r\nok", False),
+    ],
+    ids=["short-headers-large-body", "one-long-header", "many-headers"],
+)
+async def test_headers_are_limited_to_64_kib_however_they_arrive(
+    prober: HttpProber, raw_server: Any, reply: bytes, success: bool
+) -> None:
+    server = raw_server(replies(reply))
+    result = await prober.probe(make_endpoint(server.url(), body_size_limit="2MiB"))
+    if success:
+        assert result.success, result.message
+        assert result.body_bytes == 1048576
+    else:
+        assert_failed(result, FailureReason.PROTOCOL)
+        assert "headers longer than 65536 bytes" in result.message
+
+
 async def test_server_that_never_answers_times_out(prober: HttpProber, raw_server: Any) -> None:
     server = raw_server(never_answers)
     result = await prober.probe(make_endpoint(server.url(), timeout="300ms"))

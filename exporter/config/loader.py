@@ -12,10 +12,11 @@ from typing import Annotated, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from exporter.files import UnreadableFileError, read_regular
 from exporter.probes.tls import MaterialFileError, TLSContexts, TLSSetupError, check_material
 
 from .document import Document, read_document
-from .models import DEFAULTABLE, Config, Endpoint, EndpointDefaults
+from .models import DEFAULTABLE, Config, Endpoint, EndpointDefaults, share_parts, with_vantage
 from .problems import ConfigError, PathKey, Problem, printable
 from .status_page import StatusPage
 from .values import MIN_INTERVAL, clip, format_duration, parse_duration, type_name
@@ -24,6 +25,8 @@ DEFAULT_CONFIG_FILE = "upwatch.yml"
 CONFIG_ENV_VAR = "UPWATCH_CONFIG"
 # Top-level keys starting with x- are ignored, as in Compose files: a place for YAML anchors.
 EXTENSION_PREFIX = "x-"
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # 20,000 endpoints written out in full take about 2 MB
+_TOO_LARGE = f"is larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a config file"
 
 
 def load_config(
@@ -36,7 +39,9 @@ def load_config(
     """
     file = os.fspath(path)
     try:
-        raw = Path(file).read_bytes()
+        raw = read_regular(file, MAX_CONFIG_BYTES, _TOO_LARGE)
+    except UnreadableFileError as exc:  # a directory, a pipe, a device: never read
+        raise ConfigError([Problem(file, 1, 1, "(file)", str(exc))]) from None
     except OSError as exc:
         raise ConfigError([Problem(file, 1, 1, "(file)", f"cannot read file: {exc.strerror or exc}")]) from None
     return parse_config(raw, file, env=env, base_dir=Path(file).resolve().parent, tls=tls)
@@ -119,11 +124,13 @@ def _validate(data: dict[str, object], doc: Document, base_dir: Path, tls: TLSCo
         except ValidationError as exc:
             _report(exc, doc, path, sources)
             continue
+        if top_model is not None:
+            _check_body_memory(endpoint, top_model.body_memory_limit, merged, doc, path, sources)
         if timing_ok:
             _check_max_response_time(endpoint, merged, doc, path, sources)
             resolved = _resolve_files(endpoint, doc, path, sources, base_dir)
             if resolved is not None:
-                endpoints.append(_share_parts(_with_vantage(resolved, vantage), shared))
+                endpoints.append(share_parts(with_vantage(resolved, vantage), shared))
                 _load_tls(resolved, doc, path, sources, tls)
 
     if top_model is not None:
@@ -188,37 +195,6 @@ def _check_group_by(page: StatusPage, endpoints: list[Endpoint], doc: Document) 
     elif in_use:
         message += f"; labels in use: {', '.join(in_use)}"
     doc.problem(("status_page", "group_by"), message)
-
-
-def _with_vantage(endpoint: Endpoint, vantage: str | None) -> Endpoint:
-    """The endpoint with the agent's vantage among its labels, so that every series of it carries it.
-
-    `vantage` is a reserved label name, so it never clashes with one of the endpoint's own.
-    """
-    if vantage is not None:
-        endpoint.__dict__["labels"] = {**endpoint.labels, "vantage": vantage}
-    return endpoint
-
-
-# The parts of an endpoint that most endpoints have alike (from the defaults, or left out): one
-# instance of each distinct value serves them all, instead of one per endpoint (about 1.5 KB each
-# with pydantic's bookkeeping: some 7 MB at 5,000 endpoints).
-_SHARED_PARTS = ("expect", "tls", "slo", "headers", "labels")
-
-
-def _share_parts(endpoint: Endpoint, shared: dict[tuple[str, str], object]) -> Endpoint:
-    """The endpoint with its common parts replaced by equal instances seen before in this load.
-
-    The parts are immutable (frozen models) or never changed once loaded (the header and label
-    dicts), so sharing them is safe; their repr tells equal values apart exactly, regexes included.
-    """
-    parts = endpoint.__dict__
-    for name in _SHARED_PARTS:
-        value = parts[name]
-        kept = shared.setdefault((name, repr(value)), value)
-        if kept is not value:
-            parts[name] = kept  # bypasses the frozen model's guard: the value is equal
-    return endpoint
 
 
 def _merge(
@@ -368,6 +344,25 @@ def _check_max_response_time(
         shown = f"{format_duration(timeout)}{'' if 'timeout' in merged else timeout_from}"
         message = f"must be shorter than timeout ({shown}), got {format_duration(limit)}"
     doc.problem(where, message)
+
+
+def _check_body_memory(
+    ep: Endpoint,
+    budget: int,
+    merged: Mapping[str, object],
+    doc: Document,
+    path: PathKey,
+    sources: Mapping[PathKey, PathKey],
+) -> None:
+    """A body that a check reads must fit in body_memory_limit, or its probe could never finish."""
+    if ep.body_size_limit <= budget or not (
+        ep.expect.body_contains or ep.expect.body_matches or ep.expect.body_not_matches
+    ):
+        return
+    if "body_size_limit" in merged:  # else the built-in 10MiB: reported once, at body_memory_limit
+        message = f"must be at most body_memory_limit ({budget} bytes) for an endpoint with body checks"
+        return doc.problem(_source(("body_size_limit",), sources, path), f"{message}, got {ep.body_size_limit}")
+    doc.problem(("body_memory_limit",), f"must be at least body_size_limit ({ep.body_size_limit} bytes), got {budget}")
 
 
 def _origin(

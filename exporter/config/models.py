@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, create_model, model_validator
 
+from exporter.probes.budget import DEFAULT_BODY_BUDGET
 from exporter.probes.spec import ExpectSpec, ProbeSpec, TLSSpec
 from exporter.redact import redact_url
 from exporter.sharding import rendezvous_bucket
@@ -190,6 +191,11 @@ class Config(StrictModel):
     endpoints: list[Endpoint] = Field(default_factory=list)
     host: HostConfig = Field(default_factory=HostConfig)
     max_concurrent_probes: int = Field(default=64, ge=1, le=10000, description="probes running at once, at most")
+    body_memory_limit: Size = Field(
+        default=DEFAULT_BODY_BUDGET,
+        description="response bodies kept for body checks at once, per process (each probe worker has its own); "
+        "a probe past it waits for room, within its timeout",
+    )
     workers: Workers = Field(default="auto")
     vantage: Annotated[str, AfterValidator(check_vantage)] | None = Field(
         default=None, description="where this agent probes from (eu-west): the vantage label on its endpoint series"
@@ -215,3 +221,34 @@ class Config(StrictModel):
             if ep.name == name:
                 return ep
         raise KeyError(name)
+
+
+def with_vantage(endpoint: Endpoint, vantage: str | None) -> Endpoint:
+    """The endpoint with the agent's vantage among its labels, so that every series of it carries it.
+
+    `vantage` is a reserved label name, so it never clashes with one of the endpoint's own.
+    """
+    if vantage is not None:
+        endpoint.__dict__["labels"] = {**endpoint.labels, "vantage": vantage}
+    return endpoint
+
+
+# The parts of an endpoint that most endpoints have alike (from the defaults, or left out): one
+# instance of each distinct value serves them all, instead of one per endpoint (about 1.5 KB each
+# with pydantic's bookkeeping: some 7 MB at 5,000 endpoints).
+_SHARED_PARTS = ("expect", "tls", "slo", "headers", "labels")
+
+
+def share_parts(endpoint: Endpoint, shared: dict[tuple[str, str], object]) -> Endpoint:
+    """The endpoint with its common parts replaced by equal instances seen before in this load.
+
+    The parts are immutable (frozen models) or never changed once loaded (the header and label
+    dicts), so sharing them is safe; their repr tells equal values apart exactly, regexes included.
+    """
+    parts = endpoint.__dict__
+    for name in _SHARED_PARTS:
+        value = parts[name]
+        kept = shared.setdefault((name, repr(value)), value)
+        if kept is not value:
+            parts[name] = kept  # bypasses the frozen model's guard: the value is equal
+    return endpoint

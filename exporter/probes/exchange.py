@@ -10,81 +10,28 @@ with a bound on its decoded size however it is compressed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import errno
 import os
 import socket
 import ssl
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httptools
-from yarl import URL
 
-from exporter.probes.failures import HandshakeError, InvalidRequest, InvalidResponse, NoResponse, UnsupportedRedirect
-from exporter.probes.resolve import ip_literal
+from exporter.probes.budget import BodyBudget, BodyClaim
+from exporter.probes.decoding import BodyDecoder
+from exporter.probes.failures import (
+    HandshakeError,
+    InvalidResponse,
+    NoResponse,
+    ProbeError,
+)
 from exporter.probes.trace import Handshake, ProbeTrace, peer_cert
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
-MAX_CODINGS = 2  # stacked content codings decoded (gzip of gzip); a third is refused as a decompression bomb
-_INFLATE_STEP = 64 * 1024  # most bytes one decompression step may produce
 _READ_LIMIT = 64 * 1024  # header bytes allowed before the headers end
 _STATUS_LINE_START = b"HTTP/1."
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where a request goes: what to connect to, what to ask for, and the credentials the URL carries."""
-
-    scheme: str
-    host: str  # to resolve and connect to: IDNA-encoded, IPv6 without brackets
-    port: int
-    request_target: str  # path and query, percent-encoded
-    host_header: str
-    credentials: tuple[str, str] | None
-    literal: bool  # the host is an IP address: nothing to look up
-
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        """Scheme, host and port: what decides whether a redirect stays on the same site."""
-        return self.scheme, self.host, self.port
-
-
-def parse_target(url: URL) -> Target:
-    """A Target from a URL; raises UnsupportedRedirect for a scheme or host a probe cannot go to."""
-    scheme = url.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise UnsupportedRedirect(f"unsupported redirect target: scheme {scheme or 'none'!r} is not http or https")
-    host = url.raw_host
-    if not host:
-        raise UnsupportedRedirect("unsupported redirect target: the location has no host")
-    port = url.port or DEFAULT_PORTS[scheme]
-    shown = f"[{host}]" if ":" in host else host
-    host_header = shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
-    credentials = (url.user or "", url.password or "") if url.raw_user is not None else None
-    return Target(scheme, host, port, url.raw_path_qs or "/", host_header, credentials, ip_literal(host))
-
-
-def build_request(method: str, target: Target, headers: Sequence[tuple[str, str]], body: bytes | None) -> bytes:
-    """The request's bytes; raises InvalidRequest (without the offending value) if a header cannot be sent."""
-    lines = [f"{method} {target.request_target} HTTP/1.1", f"Host: {target.host_header}"]
-    names = {name.lower() for name, _ in headers}
-    for name, value in headers:
-        if "\r" in value or "\n" in value or "\0" in value or not name or any(c in name for c in ":\r\n\0 "):
-            raise InvalidRequest(f"invalid request: header {name[:40]!r} holds a character HTTP forbids")
-        lines.append(f"{name}: {value}")
-    if target.credentials is not None and "authorization" not in names:
-        token = base64.b64encode(":".join(target.credentials).encode()).decode()
-        lines.append(f"Authorization: Basic {token}")
-    if body is not None:
-        lines.append(f"Content-Length: {len(body)}")
-    try:
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    except UnicodeEncodeError:
-        raise InvalidRequest("invalid request: a header holds characters outside latin-1") from None
-    return head + body if body else head
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +56,11 @@ class Body:
     oversize: bool  # more than the limit arrived, so reading stopped
 
 
-async def connect(address: str, port: int, trace: ProbeTrace) -> HttpConnection:
-    """A TCP connection to address:port, its connect phase timed at the kernel's "connected" event."""
+async def connect(address: str, port: int, trace: ProbeTrace, budget: BodyBudget | None = None) -> HttpConnection:
+    """A TCP connection to address:port, its connect phase timed at the kernel's "connected" event.
+
+    Bodies kept on it take their bytes from `budget`, if any.
+    """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -133,7 +83,7 @@ async def connect(address: str, port: int, trace: ProbeTrace) -> HttpConnection:
         error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if error:
             raise OSError(error, os.strerror(error))
-        connection = HttpConnection(trace, address, port)
+        connection = HttpConnection(trace, address, port, budget)
         await loop.create_connection(lambda: connection, sock=sock)
         return connection
     except BaseException:
@@ -155,6 +105,7 @@ class HttpConnection(asyncio.Protocol):
     _keep: bool
     _head: Head | None
     _headers: list[tuple[str, str]]
+    _header_bytes: int
     _interim: bool
     _until_close: bool
     _keep_alive: bool
@@ -166,8 +117,10 @@ class HttpConnection(asyncio.Protocol):
     _kept: bytearray
     _received: int
     _start: bytes  # the response's first bytes, to tell a broken HTTP/1.x reply from another protocol
+    _parked: list[bytes] | None  # body chunks that arrived while the budget had no room: reading is paused
+    _end_at: float | None  # when the response ended, while parked chunks are still to be taken in
 
-    def __init__(self, trace: ProbeTrace, address: str, port: int) -> None:
+    def __init__(self, trace: ProbeTrace, address: str, port: int, budget: BodyBudget | None = None) -> None:
         self.address = address
         self.port = port
         self.ssl_object: ssl.SSLObject | None = None
@@ -179,6 +132,8 @@ class HttpConnection(asyncio.Protocol):
         self._now = 0.0  # when the data being parsed arrived
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._budget = budget
+        self._claim: BodyClaim | None = None
         self._reset_response(head_only=False, limit=0, keep=False)
 
     # -- the probe's side
@@ -234,6 +189,11 @@ class HttpConnection(asyncio.Protocol):
         return self._size
 
     @property
+    def waiting_for_budget(self) -> bool:
+        """Whether reading is paused until the body budget has room."""
+        return self._claim is not None and self._claim.waiting
+
+    @property
     def completed_at(self) -> float | None:
         """When the last byte of the response arrived, if it did."""
         return self._done_at
@@ -251,6 +211,7 @@ class HttpConnection(asyncio.Protocol):
     def close(self) -> None:
         """Close the connection at once (a probe never waits for a polite shutdown)."""
         self._parser = None
+        self._release()
         if self._transport is not None and not self._closed:
             self._transport.abort()
 
@@ -258,7 +219,7 @@ class HttpConnection(asyncio.Protocol):
         while not check():
             if self._error is not None:
                 raise self._error
-            if self._closed:
+            if self._closed and self._end_at is None:
                 raise NoResponse("server closed the connection without a response")
             self._waiter = self._loop.create_future()
             try:
@@ -281,9 +242,6 @@ class HttpConnection(asyncio.Protocol):
         parser = self._parser
         if parser is None:
             return
-        if self._head is None and self._received > _READ_LIMIT:
-            self._fail(InvalidResponse(f"invalid HTTP response: headers longer than {_READ_LIMIT} bytes"))
-            return
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -291,6 +249,9 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if self._error is None:
                 self._fail(InvalidResponse(f"invalid HTTP response: {self._parser_text(exc)}"))
+        # Checked once this read is parsed: a read may hold short headers and the start of a large body.
+        if self._head is None and self._received > _READ_LIMIT:
+            self._fail(InvalidResponse(f"invalid HTTP response: headers longer than {_READ_LIMIT} bytes"))
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -298,9 +259,9 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         now = time.monotonic()
-        if self._parser is not None and not self._complete and self._error is None:
+        if self._parser is not None and not self._complete and self._error is None and self._end_at is None:
             if self._head is not None and exc is None and self._until_close:
-                self._finish(now)  # a body without length or chunks ends where the connection does
+                self._end(now)  # a body without length or chunks ends where the connection does
             elif exc is not None:
                 self._error = exc
             elif self._head is None and self._received == 0:
@@ -315,6 +276,10 @@ class HttpConnection(asyncio.Protocol):
     # httptools' callbacks, inside feed_data
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > _READ_LIMIT:  # long headers that arrived in one read with their end
+            self._fail(InvalidResponse(f"invalid HTTP response: headers longer than {_READ_LIMIT} bytes"))
+            return
         self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -340,12 +305,61 @@ class HttpConnection(asyncio.Protocol):
             except InvalidResponse as exc:
                 self._fail(exc)
                 return
+        if self._keep and not self._head_only and self._budget is not None:
+            known = not codings and length is not None and length.strip().isdigit()
+            try:
+                self._claim = self._budget.claim(min(int(length), self._limit) if known else self._limit)  # type: ignore[arg-type]
+            except ValueError as exc:
+                self._fail(ProbeError(str(exc)))
+                return
         if self._head_only:
             self._finish(self._now)
             self._parser = None
         self._wake()
 
     def on_body(self, chunk: bytes) -> None:
+        if self._parked is not None:
+            self._parked.append(chunk)
+        else:
+            self._absorb(chunk)
+
+    def _absorb(self, chunk: bytes) -> None:
+        """Take a body chunk in if the budget has room for what it keeps; else park it and pause reading."""
+        claim = self._claim
+        if claim is None or self._oversize or self._error is not None:
+            self._take_in(chunk)
+            return
+        if self._decoder is not None:  # its decoded size is known only once decoded: the whole claim, at once
+            need = claim.most - claim.held
+        else:
+            need = len(chunk) if self._size + len(chunk) <= self._limit else 0
+        if claim.take(need):
+            self._take_in(chunk)
+            return
+        self._parked = [chunk]
+        claim.on_grant = lambda: self._loop.call_soon(self._granted)
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+
+    def _granted(self) -> None:
+        """The budget granted the first parked chunk: take the parked chunks in, and read on."""
+        parked, self._parked = self._parked, None
+        if parked is None:
+            return
+        self._take_in(parked[0])
+        rest = parked[1:]
+        while rest and self._parked is None:
+            self._absorb(rest.pop(0))
+        if self._parked is not None:
+            self._parked.extend(rest)
+            return
+        if self._end_at is not None and not self._complete and self._error is None and not self._oversize:
+            self._finish(self._end_at)
+        if self._transport is not None and not self._closed and self._parser is not None:
+            self._transport.resume_reading()
+        self._wake()
+
+    def _take_in(self, chunk: bytes) -> None:
         if self._oversize or self._error is not None:
             return
         room = self._limit - self._size
@@ -370,17 +384,21 @@ class HttpConnection(asyncio.Protocol):
             self._interim = False
             return
         if self._head is not None and not self._complete:
-            self._finish(self._now)
+            self._end(self._now)
             self._wake()
 
     # -- helpers
 
     def _reset_response(self, *, head_only: bool, limit: int, keep: bool) -> None:
+        self._release()
+        self._parked = None
+        self._end_at = None
         self._head_only = head_only
         self._limit = limit
         self._keep = keep
         self._head = None
         self._headers = []
+        self._header_bytes = 0
         self._interim = False
         self._until_close = False
         self._keep_alive = False
@@ -392,6 +410,20 @@ class HttpConnection(asyncio.Protocol):
         self._kept = bytearray()
         self._received = 0
         self._start = b""
+
+    def _release(self) -> None:
+        """Give the kept body's bytes back to the budget (the response is done with, however it ended)."""
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
+            self._kept = bytearray()
+
+    def _end(self, at: float) -> None:
+        """The response ended at `at`: finished now, or once the parked chunks are taken in."""
+        if self._parked is not None:
+            self._end_at = at
+        else:
+            self._finish(at)
 
     def _finish(self, at: float) -> None:
         self._complete = True
@@ -415,71 +447,6 @@ class HttpConnection(asyncio.Protocol):
             return "the reply is not HTTP/1.x (no status line: an HTTP/0.9 server or another protocol)"
         text = str(exc).strip().rstrip(".") or type(exc).__name__
         return text[:1].lower() + text[1:]
-
-
-class _Inflater:
-    """One content coding (gzip or deflate), decompressed a bounded step at a time."""
-
-    def __init__(self, coding: str) -> None:
-        self._raw_fallback = coding == "deflate"  # servers send both zlib-wrapped and raw deflate
-        self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS)
-        self._started = False
-
-    def step(self, data: bytes) -> tuple[bytes, bool]:
-        """Decompress at most one step of `data`'s output; the output and whether input is left over."""
-        try:
-            out = self._inflater.decompress(data, _INFLATE_STEP)
-        except zlib.error:
-            if self._raw_fallback and not self._started:
-                self._raw_fallback = False
-                self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                return self.step(data)
-            raise
-        self._started = True
-        return out, bool(self._inflater.unconsumed_tail) or len(out) == _INFLATE_STEP
-
-    @property
-    def tail(self) -> bytes:
-        return self._inflater.unconsumed_tail
-
-
-class BodyDecoder:
-    """Undoes a response's content codings, never producing much more than it was asked for.
-
-    A few kilobytes of gzip can stand for gigabytes; each layer here produces at most one step of
-    output at a time and stops as soon as the caller's room is passed, so a bomb costs the limit, not
-    its decoded size. Unknown codings are left as they are (the checks then see the encoded bytes).
-    """
-
-    def __init__(self, codings: Sequence[str]) -> None:
-        known = [c for c in codings if c in ("gzip", "x-gzip", "deflate")]
-        if len(known) > MAX_CODINGS:
-            raise InvalidResponse(f"cannot decode the response body: more than {MAX_CODINGS} stacked content codings")
-        self._layers = [_Inflater("gzip" if c == "x-gzip" else c) for c in reversed(known)]
-
-    def feed(self, data: bytes, room: int) -> bytes:
-        """Decoded output of `data`, at most room + 1 bytes (one past the room says "too large")."""
-        sink = bytearray()
-        try:
-            self._push(0, data, room, sink)
-        except zlib.error as exc:
-            raise InvalidResponse(f"cannot decode the response body: {exc}") from None
-        return bytes(sink)
-
-    def _push(self, index: int, data: bytes, room: int, sink: bytearray) -> None:
-        """Run `data` through layer `index` and those after it into `sink`, stopping once the room is passed."""
-        if index == len(self._layers):
-            sink += data[: room + 1 - len(sink)]
-            return
-        layer = self._layers[index]
-        pending = data
-        while len(sink) <= room:
-            produced, more = layer.step(pending)
-            pending = layer.tail
-            if produced:
-                self._push(index + 1, produced, room, sink)
-            if not more:
-                break
 
 
 def _version(text: str) -> float:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from yarl import URL
 
 from exporter import __version__
-from exporter.probes.exchange import Head, HttpConnection, Target, build_request, connect, parse_target
+from exporter.probes.budget import BodyBudget
+from exporter.probes.exchange import Head, HttpConnection, connect
 from exporter.probes.failures import (
     Failure,
     NoResponse,
@@ -29,6 +30,7 @@ from exporter.probes.failures import (
     public_message,
 )
 from exporter.probes.judge import Response, judge, needs_body_text
+from exporter.probes.request import Target, build_request, parse_target
 from exporter.probes.resolve import Resolver
 from exporter.probes.spec import ProbeSpec
 from exporter.probes.tls import TLSContexts, TLSSetupError, cert_expiry, read_after_handshake, unverified_cert
@@ -123,10 +125,13 @@ def _text(data: bytes, content_type: str | None) -> str:
 class HttpProber:
     """Probes HTTP endpoints; one instance is shared by all endpoints and reused across probes."""
 
-    def __init__(self, tls: TLSContexts | None = None, *, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self, tls: TLSContexts | None = None, *, resolver: Resolver | None = None, budget: BodyBudget | None = None
+    ) -> None:
         # Shared with the config loader, which built every endpoint's context already.
         self._tls = tls if tls is not None else TLSContexts()
         self._resolver = resolver if resolver is not None else Resolver()
+        self.budget = budget if budget is not None else BodyBudget()  # bodies kept at once, by all its probes
         self._prepared: dict[str, _Prepared] = {}
 
     async def aclose(self) -> None:
@@ -228,6 +233,8 @@ class HttpProber:
         except Exception as exc:
             if scope.expired():
                 phase = _PHASE_WORDS.get(seen.trace.last_phase or "", "starting")
+                if seen.connection is not None and seen.connection.waiting_for_budget:
+                    phase = f"waiting for room in the body budget (body_memory_limit, {self.budget.total} bytes)"
                 return Failure(FailureReason.TIMEOUT, f"timed out after {time.monotonic() - began:.3g}s, {phase}")
             return classify(exc)
         finally:
@@ -332,7 +339,7 @@ class HttpProber:
         # server listens on 127.0.0.1 only.
         for address in addresses:
             try:
-                conn = await connect(address, target.port, trace)
+                conn = await connect(address, target.port, trace, self.budget)
                 break
             except OSError as exc:
                 error = exc

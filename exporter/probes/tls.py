@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from exporter.files import UnreadableFileError, check_regular, read_regular
 from exporter.probes.trace import PeerCert, peer_cert
 
 if TYPE_CHECKING:
@@ -41,18 +41,8 @@ class TLSSetupError(Exception):
 
 # A CA bundle of every public root is about 220 KB; a certificate or key file is a few KB.
 MAX_MATERIAL_BYTES = 4 * 1024 * 1024
-_NOT_REGULAR = (
-    (stat.S_ISDIR, "is a directory"),
-    (stat.S_ISFIFO, "is not a regular file (a named pipe)"),
-    (stat.S_ISCHR, "is not a regular file (a character device)"),
-    (stat.S_ISBLK, "is not a regular file (a block device)"),
-    (stat.S_ISSOCK, "is not a regular file (a socket)"),
-)
 _TOO_LARGE = f"is larger than {MAX_MATERIAL_BYTES // 2**20} MiB: not a certificate or key file"
-
-
-class MaterialFileError(Exception):
-    """A TLS file that must not be read: not a regular file, or too large to be a certificate or key."""
+MaterialFileError = UnreadableFileError  # a TLS file that must not be read (not regular, or too large)
 
 
 def check_material(status: os.stat_result) -> None:
@@ -61,28 +51,12 @@ def check_material(status: os.stat_result) -> None:
     Checked before any reading: OpenSSL would wait forever on a named pipe and read a device like
     /dev/zero without end.
     """
-    for test, text in _NOT_REGULAR:
-        if test(status.st_mode):
-            raise MaterialFileError(text)
-    if not stat.S_ISREG(status.st_mode):
-        raise MaterialFileError("is not a regular file")
-    if status.st_size > MAX_MATERIAL_BYTES:
-        raise MaterialFileError(_TOO_LARGE)
+    check_regular(status, MAX_MATERIAL_BYTES, _TOO_LARGE)
 
 
 def read_material(path: Path) -> bytes:
-    """A TLS file's bytes, read only if it is a regular file and at most MAX_MATERIAL_BYTES of it.
-
-    Opened without blocking (a named pipe put in its place since it was checked opens at once) and
-    checked again once open; raises MaterialFileError or OSError.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    with open(os.open(path, flags), "rb") as file:
-        check_material(os.fstat(file.fileno()))
-        data = file.read(MAX_MATERIAL_BYTES + 1)
-    if len(data) > MAX_MATERIAL_BYTES:  # it grew since
-        raise MaterialFileError(_TOO_LARGE)
-    return data
+    """A TLS file's bytes, read only if it is a regular file and at most MAX_MATERIAL_BYTES of it."""
+    return read_regular(path, MAX_MATERIAL_BYTES, _TOO_LARGE)
 
 
 @dataclass(frozen=True, slots=True)

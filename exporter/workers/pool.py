@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from exporter.children import child_environment, python_module_command
 from exporter.config import Endpoint
 from exporter.logs import LogSettings
+from exporter.probes.budget import DEFAULT_BODY_BUDGET
 from exporter.results import ProbeResult
 from exporter.scheduler import SkipCause
 from exporter.sharding import partition
@@ -92,6 +93,8 @@ class _Slot:
     due_from: dict[str, float] = field(default_factory=dict)  # likewise
     sent: dict[str, Endpoint] = field(default_factory=dict)  # what the current process was told
     sent_max_concurrency: int = 0
+    body_memory_limit: int = DEFAULT_BODY_BUDGET
+    sent_body_memory_limit: int = 0
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None  # of the process while it runs (read by scrapes, so kept apart from `process`)
     control: asyncio.WriteTransport | None = None
@@ -133,6 +136,7 @@ class WorkerPool:
         workers: int,
         *,
         resume_from: Mapping[str, float] | None = None,
+        body_memory_limit: int = DEFAULT_BODY_BUDGET,
     ) -> None:
         """Probe exactly `endpoints` on `workers` processes (0 stops them all), `max_concurrency` probes at most.
 
@@ -150,6 +154,7 @@ class WorkerPool:
         for slot, part, cap in zip(self._slots, parts, split_cap(max_concurrency, workers), strict=True):
             slot.endpoints = {ep.name: ep for ep in part}
             slot.max_concurrency = cap
+            slot.body_memory_limit = body_memory_limit
             for name in slot.endpoints:
                 if owner.get(name, slot.index) != slot.index:
                     moved += 1
@@ -295,7 +300,7 @@ class WorkerPool:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(results_read, "rb", 0))
         control, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(control_write, "wb", 0))
         slot.process, slot.pid, slot.control, slot.counters = process, process.pid, control, counters
-        slot.sent, slot.sent_max_concurrency, slot.received = {}, 0, 0
+        slot.sent, slot.sent_max_concurrency, slot.sent_body_memory_limit, slot.received = {}, 0, 0, 0
         if self._stop.is_set() or slot.retiring:
             self._close_control(slot)
         else:
@@ -308,15 +313,16 @@ class WorkerPool:
             return  # the next process gets everything when it starts
         upsert = tuple(ep for name, ep in slot.endpoints.items() if slot.sent.get(name) != ep)
         remove = tuple(name for name in slot.sent if name not in slot.endpoints)
-        if not upsert and not remove and slot.max_concurrency == slot.sent_max_concurrency:
+        settings = (slot.max_concurrency, slot.body_memory_limit)
+        if not upsert and not remove and settings == (slot.sent_max_concurrency, slot.sent_body_memory_limit):
             return
         resume = {name: t for name, t in slot.resume_from.items() if name in slot.endpoints}
         due = {name: t for name, t in slot.due_from.items() if name in slot.endpoints}
         shared: dict[int, object] = {}
         specs = tuple(ep.probe_spec(shared) for ep in upsert)
-        slot.control.write(frame(Assignment(specs, remove, slot.max_concurrency, resume, due)))
+        slot.control.write(frame(Assignment(specs, remove, slot.max_concurrency, resume, due, slot.body_memory_limit)))
         slot.sent = dict(slot.endpoints)
-        slot.sent_max_concurrency = slot.max_concurrency
+        slot.sent_max_concurrency, slot.sent_body_memory_limit = settings
         slot.resume_from.clear()
         slot.due_from.clear()
 

@@ -122,6 +122,7 @@ async def _serve(spec: WorkerSpec, control_fd: int, results_fd: int, counters: c
         while (message := await read_message(reader)) is not None:
             if not isinstance(message, Assignment):
                 raise TypeError(f"a worker takes assignments, got {type(message).__name__}")
+            prober.budget.resize(message.body_memory_limit)
             for name in message.remove:
                 endpoints.pop(name, None)
             for endpoint in message.upsert:

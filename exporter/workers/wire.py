@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from exporter.probes.budget import DEFAULT_BODY_BUDGET
 from exporter.probes.spec import ProbeSpec
 from exporter.results import ProbeResult
 from exporter.scheduler import SkipCause
@@ -47,6 +48,7 @@ class Assignment:
     # Names of endpoints new to the workers since this loop time: a first tick that passed while
     # the worker was starting runs at once, late, rather than being skipped.
     due_from: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    body_memory_limit: int = DEFAULT_BODY_BUDGET  # the worker's own body budget
 
 
 @dataclass(frozen=True, slots=True)
