@@ -16,6 +16,8 @@ but the one that reads today's raw downtime samples reads fewer than it would in
 
     .venv/bin/python bench/status_prometheus.py                  # 500 endpoints, a few minutes
     .venv/bin/python bench/status_prometheus.py --endpoints 100 --runs 5
+    .venv/bin/python bench/status_prometheus.py --hold 3600       # then, while it holds Prometheus up:
+    .venv/bin/python bench/status_prometheus.py --url http://127.0.0.1:PORT --now NOW
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -184,7 +187,16 @@ def main() -> None:
         default=0,
         help="seconds to keep Prometheus up after the timed runs, to query it (figures print after)",
     )
+    parser.add_argument("--url", help="time against this Prometheus (one a --hold run keeps up), without backfilling")
+    parser.add_argument("--now", type=float, help="with --url: the moment to read (the one --hold prints)")
     args = parser.parse_args()
+    names = [f"service-{i:04d}" for i in range(args.endpoints)]
+    if args.url:
+        if args.now is None:
+            parser.error("--url needs --now")
+        config, snapshot = _config(names)
+        _report(args, *_measure(args.url, names, args.now, args.runs, config, snapshot))
+        return
     promtool, prometheus = shutil.which("promtool"), shutil.which("prometheus")
     if promtool is None or prometheus is None:
         raise SystemExit("needs Debian's prometheus package (prometheus and promtool)")
@@ -192,7 +204,6 @@ def main() -> None:
     now = float(math.floor(time.time() / HOUR) * HOUR - 2 * HOUR + 20 * 60)
     today = math.floor(now / DAY) * DAY
     first = float(today - 91 * DAY)
-    names = [f"service-{i:04d}" for i in range(args.endpoints)]
     with tempfile.TemporaryDirectory(prefix="upwatch-bench-") as folder:
         tmp = Path(folder)
         began = time.perf_counter()
@@ -249,64 +260,79 @@ def main() -> None:
             shutil.move(str(block), tmp / "data" / block.name)
         print(f"rules backfilled: {time.perf_counter() - began:.0f} s")
 
-        lines = ["status_page:", "  title: Benchmark", "  group_by: team", "endpoints:"]
-        lines += [
-            f"  - {{name: {n}, url: 'https://svc{i}.example.com/health', labels: {{team: t{i // 50}}}}}"
-            for i, n in enumerate(names)
-        ]
-        config = parse_config("\n".join(lines) + "\n")
-        store = ResultStore()
-        store.sync(config.probed)
-        snapshot = store.snapshot()
+        config, snapshot = _config(names)
         proc = _start(prom, url)
         try:
             # promtool made a block per 2 hours; a Prometheus that has run for 90 days holds a few
             # compacted ones, and every query reads the index of each block in its range: wait for
             # the compaction (it starts a minute after startup).
             _compacted(tmp / "data", began)
-            patient = PrometheusHistory(url, timeout=300)
-            patient.fetch(names, now)
-            patient.close()
-            # Timed without the page's 2-second timeout, so that a slow query shows in the figures.
-            # A first read (an agent just started: nothing kept) reads every day and slot ...
-            firsts = []
-            for _ in range(3):
-                fresh = PrometheusHistory(url, timeout=300)
-                t0 = time.perf_counter()
-                fresh.fetch(names, now)
-                firsts.append((time.perf_counter() - t0) * 1000)
-                fresh.close()
-            # ... the refreshes after it only the current figures.
-            reader = PrometheusHistory(url, timeout=300)
-            reader.timings = []
-            reader.fetch(names, now)
-            _slowest("first read", reader.timings)
-            reader.timings = []
-            fetches, histories = _timed(args.runs, lambda: reader.fetch(names, now))
-            _slowest("refreshes", reader.timings)
-            assert isinstance(histories, dict)
-            builds, view = _timed(
-                args.runs, lambda: build_page(config, snapshot, histories, now, history_limit=len(names) + 1)
-            )
-            renders, html = _timed(args.runs, lambda: render_page(view))  # type: ignore[arg-type]
-            reader.close()
+            html, histories, figures = _measure(url, names, now, args.runs, config, snapshot)
             if args.hold:
                 print(f"Prometheus at {url} for {args.hold:g} s (now = {now:.0f})", flush=True)
                 time.sleep(args.hold)
         finally:
             proc.terminate()
             proc.wait()
-        assert isinstance(html, str)
-        totals = [f + b + r for f, b, r in zip(fetches, builds, renders, strict=True)]
-        shown = sum(len(h.incidents) for h in histories.values())
-        print(f"{args.endpoints} endpoints, 90 days, {shown} incidents read back; {args.runs} runs")
-        print(f"  first read, 3 runs      {_figures(firsts)}  (every day and slot; in the background)")
-        print(f"  refresh from Prometheus {_figures(fetches)}  (the current figures; days and slots kept)")
-        print(f"  build_page              {_figures(builds)}")
-        print(f"  render_page             {_figures(renders)}")
-        print(f"  all three               {_figures(totals)}")
-        body = html.encode()
-        print(f"  page: {len(body) / 1000:.0f} kB, gzipped {len(gzip.compress(body)) / 1000:.0f} kB")
+        _report(args, html, histories, figures)
+
+
+def _report(args: argparse.Namespace, html: str, histories: dict, figures: dict[str, list[float]]) -> None:
+    fetches, builds, renders = figures["refresh"], figures["build"], figures["render"]
+    totals = [f + b + r for f, b, r in zip(fetches, builds, renders, strict=True)]
+    shown = sum(len(h.incidents) for h in histories.values())
+    print(f"{args.endpoints} endpoints, 90 days, {shown} incidents read back; {args.runs} runs")
+    print(f"  first read, 3 runs      {_figures(figures['first'])}  (every day and slot; in the background)")
+    print(f"  refresh from Prometheus {_figures(fetches)}  (the current figures; days and slots kept)")
+    print(f"  build_page              {_figures(builds)}")
+    print(f"  render_page             {_figures(renders)}")
+    print(f"  all three               {_figures(totals)}")
+    body = html.encode()
+    print(f"  page: {len(body) / 1000:.0f} kB, gzipped {len(gzip.compress(body)) / 1000:.0f} kB")
+
+
+def _config(names: list[str]) -> tuple[Any, Any]:
+    """The benchmark's config of these endpoints (grouped by team, 50 a team) and a snapshot of a store of it."""
+    lines = ["status_page:", "  title: Benchmark", "  group_by: team", "endpoints:"]
+    lines += [
+        f"  - {{name: {n}, url: 'https://svc{i}.example.com/health', labels: {{team: t{i // 50}}}}}"
+        for i, n in enumerate(names)
+    ]
+    config = parse_config("\n".join(lines) + "\n")
+    store = ResultStore()
+    store.sync(config.probed)
+    return config, store.snapshot()
+
+
+def _measure(
+    url: str, names: list[str], now: float, runs: int, config: Any, snapshot: Any
+) -> tuple[str, dict, dict[str, list[float]]]:
+    """Time first reads, refreshes, build_page and render_page against the Prometheus at `url`."""
+    patient = PrometheusHistory(url, timeout=300)
+    patient.fetch(names, now)
+    patient.close()
+    # Timed without the page's 2-second timeout, so that a slow query shows in the figures.
+    # A first read (an agent just started: nothing kept) reads every day and slot ...
+    firsts = []
+    for _ in range(3):
+        fresh = PrometheusHistory(url, timeout=300)
+        t0 = time.perf_counter()
+        fresh.fetch(names, now)
+        firsts.append((time.perf_counter() - t0) * 1000)
+        fresh.close()
+    # ... the refreshes after it only the current figures.
+    reader = PrometheusHistory(url, timeout=300)
+    reader.timings = []
+    reader.fetch(names, now)
+    _slowest("first read", reader.timings)
+    reader.timings = []
+    fetches, histories = _timed(runs, lambda: reader.fetch(names, now))
+    _slowest("refreshes", reader.timings)
+    assert isinstance(histories, dict)
+    builds, view = _timed(runs, lambda: build_page(config, snapshot, histories, now, history_limit=len(names) + 1))
+    renders, html = _timed(runs, lambda: render_page(view))  # type: ignore[arg-type]
+    reader.close()
+    return html, histories, {"first": firsts, "refresh": fetches, "build": builds, "render": renders}
 
 
 if __name__ == "__main__":
