@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # The upwatch agent, built from pyproject.toml. compose.yaml builds it; on its own:
-#   docker build -t upwatch:0.3.0 .
-#   docker run --rm -p 127.0.0.1:9877:9877 upwatch:0.3.0
+#   docker build -t upwatch:0.4.0 .
+#   docker run --rm -p 127.0.0.1:9877:9877 upwatch:0.4.0
 # (host metrics then describe the container; compose.yaml shows how to give it the host's /proc,
 # /sys and / instead).
 #
@@ -28,7 +28,7 @@ RUN /opt/upwatch/bin/pip install . \
 
 FROM python:3.11.14-slim-bookworm
 
-ARG UPWATCH_VERSION=0.3.0
+ARG UPWATCH_VERSION=0.4.0
 LABEL org.opencontainers.image.title="upwatch" \
       org.opencontainers.image.description="Prometheus exporter for HTTP endpoint probes and host metrics" \
       org.opencontainers.image.version="${UPWATCH_VERSION}" \

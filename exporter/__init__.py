@@ -2,4 +2,4 @@
 
 # The one place the version is written (pyproject.toml reads it from here). Not looked up with
 # importlib.metadata: that import costs every process, probe workers included, about 2 MB.
-__version__ = "0.3.0"
+__version__ = "0.4.0"
