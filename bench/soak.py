@@ -659,9 +659,17 @@ def report(args: argparse.Namespace, watch: Watch, died: str | None, exit_code: 
     return 0
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the soak in --workdir or a temporary folder."""
     args = arguments(argv)
+    # Stopped with SIGTERM (or SIGINT, which a shell ignores in a program it starts with `&`): stop
+    # the agent and the targets on the way out, as at the end of a run.
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         return run(args, args.workdir)
