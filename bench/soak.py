@@ -571,8 +571,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                     cpu, t = agent_cpu(agent.pid), watch.elapsed()
                     print(minute_line(watch, 100 * (cpu - last_line_cpu) / (t - last_line_t)), flush=True)
                     last_line_cpu, last_line_t = cpu, t
-        cpu = agent_cpu(agent.pid)
+    except KeyboardInterrupt:
+        died = f"interrupted at {watch.elapsed():.0f} s"
     finally:
+        cpu = agent_cpu(agent.pid)
         exit_code = agent.returncode
         if exit_code is None:
             agent.send_signal(signal.SIGTERM)
