@@ -46,7 +46,7 @@ def test_soak_smoke_run_passes() -> None:
     assert flap is not None and int(flap[2]) > 0, out
     # the hostile targets were probed and failed, every one of their 8 kinds
     assert len(re.findall(r"^  failures of (?!flapping)\S+: ", out, re.MULTILINE)) == 8, out
-    assert re.search(r"^\[  1:00\] rss ", out, re.MULTILINE), out
+    assert re.search(r"^\[  1:\d\d\] rss ", out, re.MULTILINE), out  # the line a minute
 
 
 def test_soak_fails_when_slow_targets_miss_their_timeout() -> None:
