@@ -10,6 +10,23 @@ from pathlib import Path
 import pytest
 from helpers import Nginx, nginx
 
+# The files that take minutes each (real stacks, the soak's smoke run), longest first: sent to the
+# xdist workers before the others (--dist loadfile hands out files in collection order), so that
+# the suite ends with short files filling in rather than one long file starting last.
+LONG_FILES = (
+    "test_quorum_e2e.py",
+    "test_flapping_e2e.py",
+    "test_soak_smoke.py",
+    "test_bundle_e2e.py",
+    "test_restart_e2e.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Collect the long files first (see LONG_FILES); the order within each file stays as written."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: the rest keep their order
+
 
 @pytest.fixture
 def nginx_target(tmp_path: Path) -> Iterator[Nginx]:

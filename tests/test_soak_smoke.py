@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from helpers import REPO
 
 
 def soak(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
