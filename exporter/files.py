@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 _NOT_REGULAR = (
@@ -49,3 +50,24 @@ def read_regular(path: Path | str, limit: int, too_large: str) -> bytes:
     if len(data) > limit:  # it grew since
         raise UnreadableFileError(too_large)
     return data
+
+
+# A file changed less than this long ago may change again within its mtime's granularity (a few
+# milliseconds on some filesystems) without its stamp changing: read it rather than trust the stamp.
+_SETTLED_AFTER = 2.0  # seconds
+
+Stamp = tuple[int, int, int, int] | str
+
+
+def stamp(path: Path | str) -> Stamp:
+    """What tells a file's versions apart without reading it: (device, inode, size, mtime in ns), or its error."""
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        return f"unreadable: {exc.errno}"
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def settled(seen: Stamp) -> bool:
+    """Whether a file with this stamp is the same file whenever the stamp is the same (see _SETTLED_AFTER)."""
+    return not isinstance(seen, str) and time.time() - seen[3] / 1e9 > _SETTLED_AFTER

@@ -22,7 +22,9 @@ from typing import Any
 
 import bcrypt
 
+from exporter.config.loader import MAX_CONFIG_BYTES
 from exporter.config.problems import ConfigError, Problem
+from exporter.files import Stamp, UnreadableFileError, read_regular, settled, stamp
 
 from .config import RateLimit, TLSServer, WebConfig, parse_web_config
 from .tls import TLSMaterialError, build_context, material_digest, refusing_context, sans_allowed
@@ -47,10 +49,11 @@ class WebConfigUnusable(Exception):
 
 
 class WebConfigFile:
-    """The web config file, read again on each use and parsed again when its bytes changed."""
+    """The web config file, read again when its stamp changed (or it changed lately), parsed when its bytes did."""
 
     def __init__(self, path: Path, config: WebConfig, raw: bytes, log: Any) -> None:
         self.path = path
+        self._stamp: Stamp = ""  # not yet seen: the first use reads the file
         self._raw = raw
         self._config: WebConfig | None = config
         self._log = log
@@ -60,18 +63,32 @@ class WebConfigFile:
     def open(cls, path: Path, log: Any) -> WebConfigFile:
         """Read and check the file now; ConfigError with every problem when it is bad."""
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            problem = Problem(str(path), 1, 1, "(root)", f"cannot read the web config file: {exc.strerror}")
+            raw = _read(path)
+        except (OSError, UnreadableFileError) as exc:
+            problem = Problem(str(path), 1, 1, "(root)", f"cannot read the web config file: {_why(exc)}")
             raise ConfigError([problem]) from None
         return cls(path, parse_web_config(raw, str(path), path.parent), raw, log)
 
     def current(self) -> WebConfig:
-        """The config as the file says now; WebConfigUnusable when it cannot be read or is bad."""
+        """The config as the file says now; WebConfigUnusable when it cannot be read or is bad.
+
+        Every request asks, so the file is read only when its stamp (inode, size, mtime) changed or
+        it changed in the last seconds, when an edit may not show in the stamp yet.
+        """
+        seen = stamp(self.path)
+        if seen != self._stamp or not settled(seen):
+            self._stamp = seen
+            self._reread()
+        if self._config is None:
+            raise WebConfigUnusable(self._said)
+        return self._config
+
+    def _reread(self) -> None:
         try:
-            raw = self.path.read_bytes()
-        except OSError as exc:
-            self._fail(f"cannot read the web config file: {exc.strerror}")
+            raw = _read(self.path)
+        except (OSError, UnreadableFileError) as exc:
+            self._stamp = ""  # read again next time
+            self._fail(f"cannot read the web config file: {_why(exc)}")
         if raw != self._raw:
             self._raw = raw
             try:
@@ -81,9 +98,6 @@ class WebConfigFile:
                 self._fail(str(exc))
             self._log.info("web config changed", file=str(self.path))
             self._said = ""
-        if self._config is None:
-            raise WebConfigUnusable(self._said)
-        return self._config
 
     def _fail(self, what: str) -> Any:
         if what != self._said:
@@ -91,6 +105,17 @@ class WebConfigFile:
             for line in what.splitlines():
                 self._log.error("web config unusable; refusing requests until it is fixed", problem=line)
         raise WebConfigUnusable(what)
+
+
+def _read(path: Path) -> bytes:
+    """The web config file's bytes: a regular file of at most MAX_CONFIG_BYTES (a pipe would block every request)."""
+    return read_regular(
+        path, MAX_CONFIG_BYTES, f"is larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a web config file"
+    )
+
+
+def _why(exc: OSError | UnreadableFileError) -> str:
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
 
 
 class _Bucket:

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from exporter.files import settled, stamp
+
 if TYPE_CHECKING:
     from .config import TLSServer
 
@@ -81,14 +83,21 @@ def build_context(tls: TLSServer) -> ssl.SSLContext:
 
 
 def material_digest(tls: TLSServer) -> bytes:
-    """A digest of the TLS settings and of the bytes of every file they name (unreadable files included)."""
+    """A digest of the TLS settings and of the stamp of every file they name (see exporter.files.stamp).
+
+    Asked at every new connection: a file's bytes are read only while it changed in the last
+    seconds, when an edit may not show in its stamp yet.
+    """
     h = hashlib.sha256(repr(tls).encode())
     h.update((tls.key or "").encode())
     for path in tls.files:
-        try:
-            h.update(path.read_bytes())
-        except OSError as exc:
-            h.update(f"unreadable: {exc.errno}".encode())
+        seen = stamp(path)
+        h.update(repr(seen).encode())
+        if not settled(seen):
+            try:
+                h.update(path.read_bytes())
+            except OSError as exc:
+                h.update(f"unreadable: {exc.errno}".encode())
     return h.digest()
 
 
