@@ -149,7 +149,13 @@ def _check_file(path: str, tls: TLSContexts | None = None) -> tuple[Config | Non
 @main.command()
 @click.argument("files", nargs=-1, metavar="[FILE ...]")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-def validate(files: tuple[str, ...], fmt: str) -> None:
+@click.option(
+    "--web.config.file",
+    "web_config_file",
+    metavar="FILE",
+    help="Also check this web config file (see serve), TLS files included, as serve would load it.",
+)
+def validate(files: tuple[str, ...], fmt: str, web_config_file: str | None) -> None:
     """Check config files; print every problem as FILE:LINE:COL: LOCATION: MESSAGE."""
     paths = list(files) or [str(config_source(None).path)]
     reports = []
@@ -158,6 +164,8 @@ def validate(files: tuple[str, ...], fmt: str) -> None:
         config, problems = _check_file(path)
         failed = failed or bool(problems)
         reports.append((path, config, problems))
+    web = None if web_config_file is None else _check_web_config(web_config_file)
+    failed = failed or bool(web and web[1])
     if fmt == "json":
         out = [
             {
@@ -169,7 +177,14 @@ def validate(files: tuple[str, ...], fmt: str) -> None:
             }
             for path, config, problems in reports
         ]
-        click.echo(json.dumps({"valid": not failed, "files": out}, indent=2))
+        document: dict[str, object] = {"valid": not failed, "files": out}
+        if web is not None:
+            document["web_config"] = {
+                "file": web_config_file,
+                "valid": not web[1],
+                "problems": [dataclasses.asdict(p) for p in web[1]],
+            }
+        click.echo(json.dumps(document, indent=2))
     else:
         for path, config, problems in reports:
             for problem in problems:
@@ -177,7 +192,37 @@ def validate(files: tuple[str, ...], fmt: str) -> None:
             if config is not None:
                 count = len(config.endpoints)
                 click.echo(f"{path}: valid ({count} endpoint{'' if count == 1 else 's'}{_shard_text(config)})")
+        if web is not None:
+            for problem in web[1]:
+                click.echo(str(problem))
+            if not web[1]:
+                click.echo(f"{web_config_file}: valid web config ({web[0]})")
     sys.exit(1 if failed else 0)
+
+
+def _check_web_config(path: str) -> tuple[str, list[Problem]]:
+    """What a web config file sets up (`TLS, 2 basic auth users`), and its problems; never raises."""
+    from .web import read_web_config
+
+    try:
+        config = read_web_config(Path(path))[0]
+    except ConfigError as exc:
+        return "", list(exc.problems)
+    except Exception as exc:  # a bug must still not show a traceback to the user
+        return "", [Problem(path, 1, 1, "(root)", f"internal error while reading the file: {exc!r}")]
+    parts = ["plain HTTP"]
+    if config.tls is not None:
+        parts = ["TLS"] if config.tls.client_auth == "NoClientCert" else [f"TLS, {config.tls.client_auth}"]
+    parts.append(_count(len(config.users), "basic auth user") if config.users else "no basic auth")
+    if config.headers:
+        parts.append(_count(len(config.headers), "response header"))
+    if config.rate_limit is not None:
+        parts.append("rate limit")
+    return ", ".join(parts), []
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _shard_text(config: Config) -> str:

@@ -358,6 +358,77 @@ def test_a_bad_web_config_stops_serve_with_file_line_and_key(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(("name", "text", "expected"), BAD_WEB_CONFIGS, ids=[c[0] for c in BAD_WEB_CONFIGS])
+def test_validate_reports_a_bad_web_config_with_file_line_and_key(
+    tmp_path: Path, material: Material, name: str, text: str, expected: str
+) -> None:
+    folder = in_folder(material, tmp_path)
+    web = folder / "web.yml"
+    web.write_text(text)
+    (folder / "upwatch.yml").write_text(UPWATCH_CONFIG)
+    args = [str(folder / "upwatch.yml"), "--web.config.file", str(web)]
+    done = subprocess.run([*UPWATCH, "validate", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{folder / 'upwatch.yml'}: valid (0 endpoints)"
+    assert lines[1].startswith(f"{web}:" + expected.format(folder=folder)), done.stdout
+    assert "valid web config" not in done.stdout and "Traceback" not in done.stderr
+    as_json = subprocess.run([*UPWATCH, "validate", *args, "--format", "json"], capture_output=True, text=True)
+    report = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and report["valid"] is False and report["files"][0]["valid"] is True
+    assert report["web_config"]["file"] == str(web) and report["web_config"]["valid"] is False
+    (problem,) = report["web_config"]["problems"][:1]
+    assert f"{problem['line']}:{problem['column']}: {problem['location']}: " in lines[1]
+
+
+def test_validate_says_what_a_good_web_config_sets_up(tmp_path: Path, material: Material) -> None:
+    folder = in_folder(material, tmp_path)
+    (folder / "upwatch.yml").write_text(UPWATCH_CONFIG)
+    cases = [
+        ("", "plain HTTP, no basic auth"),
+        (tls_web(material), "TLS, no basic auth"),
+        (
+            yaml.safe_dump(
+                {
+                    "tls_server_config": {
+                        "cert_file": "server.crt",
+                        "key_file": "server.key",
+                        "client_auth_type": "RequireAndVerifyClientCert",
+                        "client_ca_file": "client-ca.pem",
+                    },
+                    "basic_auth_users": {ALICE: ALICE_HASH, "bob": BOB_HASH},
+                    "http_server_config": {"headers": HEADERS},
+                }
+            ),
+            "TLS, RequireAndVerifyClientCert, 2 basic auth users, 5 response headers",
+        ),
+    ]
+    for text, summary in cases:
+        web = folder / "web.yml"
+        web.write_text(text)
+        args = [str(folder / "upwatch.yml"), "--web.config.file", str(web)]
+        done = subprocess.run([*UPWATCH, "validate", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.splitlines()[-1] == f"{web}: valid web config ({summary})"
+    # A web config naming a TLS file that is gone is refused, as serve would refuse it.
+    (folder / "server.key").unlink()
+    web.write_text(tls_web(material))
+    done = subprocess.run(
+        [*UPWATCH, "validate", str(folder / "upwatch.yml"), "--web.config.file", str(web)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "tls_server_config.key_file" in done.stdout, done.stdout
+    missing = subprocess.run(
+        [*UPWATCH, "validate", str(folder / "upwatch.yml"), "--web.config.file", str(folder / "nope.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "cannot read the web config file" in missing.stdout, missing.stdout
+
+
 def test_an_empty_web_config_serves_plain_http_without_auth(tmp_path: Path) -> None:
     with serve(tmp_path, "") as agent:
         assert httpx.get(f"{agent.base}/metrics").status_code == 200

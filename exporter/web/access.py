@@ -48,6 +48,16 @@ class WebConfigUnusable(Exception):
     """The web config file cannot be read or no longer parses (the problems are logged)."""
 
 
+def read_web_config(path: Path) -> tuple[WebConfig, bytes]:
+    """The web config file's settings (TLS files loaded) and bytes; ConfigError with every problem when it is bad."""
+    try:
+        raw = _read(path)
+    except (OSError, UnreadableFileError) as exc:
+        problem = Problem(str(path), 1, 1, "(root)", f"cannot read the web config file: {_why(exc)}")
+        raise ConfigError([problem]) from None
+    return parse_web_config(raw, str(path), path.parent), raw
+
+
 class WebConfigFile:
     """The web config file, read again when its stamp changed (or it changed lately), parsed when its bytes did."""
 
@@ -62,12 +72,8 @@ class WebConfigFile:
     @classmethod
     def open(cls, path: Path, log: Any) -> WebConfigFile:
         """Read and check the file now; ConfigError with every problem when it is bad."""
-        try:
-            raw = _read(path)
-        except (OSError, UnreadableFileError) as exc:
-            problem = Problem(str(path), 1, 1, "(root)", f"cannot read the web config file: {_why(exc)}")
-            raise ConfigError([problem]) from None
-        return cls(path, parse_web_config(raw, str(path), path.parent), raw, log)
+        config, raw = read_web_config(path)
+        return cls(path, config, raw, log)
 
     def current(self) -> WebConfig:
         """The config as the file says now; WebConfigUnusable when it cannot be read or is bad.
