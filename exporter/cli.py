@@ -164,8 +164,8 @@ def validate(files: tuple[str, ...], fmt: str, web_config_file: str | None) -> N
         config, problems = _check_file(path)
         failed = failed or bool(problems)
         reports.append((path, config, problems))
-    web = None if web_config_file is None else _check_web_config(web_config_file)
-    failed = failed or bool(web and web[1])
+    web_summary, web_problems = _check_web_config(web_config_file) if web_config_file else ("", [])
+    failed = failed or bool(web_problems)
     if fmt == "json":
         out = [
             {
@@ -178,11 +178,11 @@ def validate(files: tuple[str, ...], fmt: str, web_config_file: str | None) -> N
             for path, config, problems in reports
         ]
         document: dict[str, object] = {"valid": not failed, "files": out}
-        if web is not None:
+        if web_config_file:
             document["web_config"] = {
                 "file": web_config_file,
-                "valid": not web[1],
-                "problems": [dataclasses.asdict(p) for p in web[1]],
+                "valid": not web_problems,
+                "problems": [dataclasses.asdict(p) for p in web_problems],
             }
         click.echo(json.dumps(document, indent=2))
     else:
@@ -190,19 +190,18 @@ def validate(files: tuple[str, ...], fmt: str, web_config_file: str | None) -> N
             for problem in problems:
                 click.echo(str(problem))
             if config is not None:
-                count = len(config.endpoints)
-                click.echo(f"{path}: valid ({count} endpoint{'' if count == 1 else 's'}{_shard_text(config)})")
-        if web is not None:
-            for problem in web[1]:
-                click.echo(str(problem))
-            if not web[1]:
-                click.echo(f"{web_config_file}: valid web config ({web[0]})")
+                click.echo(f"{path}: valid ({_count(len(config.endpoints), 'endpoint')}{_shard_text(config)})")
+        for problem in web_problems:
+            click.echo(str(problem))
+        if web_config_file and not web_problems:
+            click.echo(f"{web_config_file}: valid web config ({web_summary})")
     sys.exit(1 if failed else 0)
 
 
 def _check_web_config(path: str) -> tuple[str, list[Problem]]:
     """What a web config file sets up (`TLS, 2 basic auth users`), and its problems; never raises."""
     from .web import read_web_config
+    from .web.config import ClientAuth
 
     try:
         config = read_web_config(Path(path))[0]
@@ -212,7 +211,7 @@ def _check_web_config(path: str) -> tuple[str, list[Problem]]:
         return "", [Problem(path, 1, 1, "(root)", f"internal error while reading the file: {exc!r}")]
     parts = ["plain HTTP"]
     if config.tls is not None:
-        parts = ["TLS"] if config.tls.client_auth == "NoClientCert" else [f"TLS, {config.tls.client_auth}"]
+        parts = ["TLS"] if config.tls.client_auth is ClientAuth.NONE else [f"TLS, {config.tls.client_auth}"]
     parts.append(_count(len(config.users), "basic auth user") if config.users else "no basic auth")
     if config.headers:
         parts.append(_count(len(config.headers), "response header"))

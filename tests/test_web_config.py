@@ -337,14 +337,25 @@ BAD_WEB_CONFIGS = [
 ]
 
 
+def with_web_config(material: Material, tmp_path: Path, text: str) -> tuple[Path, Path]:
+    """A folder with the TLS files, an empty upwatch.yml and `text` as web.yml; the folder and web.yml."""
+    folder = in_folder(material, tmp_path)
+    (folder / "web.yml").write_text(text)
+    (folder / "upwatch.yml").write_text(UPWATCH_CONFIG)
+    return folder, folder / "web.yml"
+
+
+def validate(folder: Path, web: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    """`upwatch validate` of the folder's upwatch.yml with `--web.config.file web`."""
+    args = [str(folder / "upwatch.yml"), "--web.config.file", str(web), *more]
+    return subprocess.run([*UPWATCH, "validate", *args], capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize(("name", "text", "expected"), BAD_WEB_CONFIGS, ids=[c[0] for c in BAD_WEB_CONFIGS])
 def test_a_bad_web_config_stops_serve_with_file_line_and_key(
     tmp_path: Path, material: Material, name: str, text: str, expected: str
 ) -> None:
-    folder = in_folder(material, tmp_path)
-    web = folder / "web.yml"
-    web.write_text(text)
-    (folder / "upwatch.yml").write_text(UPWATCH_CONFIG)
+    folder, web = with_web_config(material, tmp_path, text)
     args = ["--config", str(folder / "upwatch.yml"), "--listen", "127.0.0.1:0", "--web.config.file", str(web)]
     done = subprocess.run(
         [*UPWATCH, "serve", *args, "--log-format", "json"],
@@ -362,18 +373,14 @@ def test_a_bad_web_config_stops_serve_with_file_line_and_key(
 def test_validate_reports_a_bad_web_config_with_file_line_and_key(
     tmp_path: Path, material: Material, name: str, text: str, expected: str
 ) -> None:
-    folder = in_folder(material, tmp_path)
-    web = folder / "web.yml"
-    web.write_text(text)
-    (folder / "upwatch.yml").write_text(UPWATCH_CONFIG)
-    args = [str(folder / "upwatch.yml"), "--web.config.file", str(web)]
-    done = subprocess.run([*UPWATCH, "validate", *args], capture_output=True, text=True, timeout=60)
+    folder, web = with_web_config(material, tmp_path, text)
+    done = validate(folder, web)
     assert done.returncode == 1, done.stdout
     lines = done.stdout.splitlines()
     assert lines[0] == f"{folder / 'upwatch.yml'}: valid (0 endpoints)"
     assert lines[1].startswith(f"{web}:" + expected.format(folder=folder)), done.stdout
     assert "valid web config" not in done.stdout and "Traceback" not in done.stderr
-    as_json = subprocess.run([*UPWATCH, "validate", *args, "--format", "json"], capture_output=True, text=True)
+    as_json = validate(folder, web, "--format", "json")
     report = json.loads(as_json.stdout)
     assert as_json.returncode == 1 and report["valid"] is False and report["files"][0]["valid"] is True
     assert report["web_config"]["file"] == str(web) and report["web_config"]["valid"] is False
@@ -382,8 +389,7 @@ def test_validate_reports_a_bad_web_config_with_file_line_and_key(
 
 
 def test_validate_says_what_a_good_web_config_sets_up(tmp_path: Path, material: Material) -> None:
-    folder = in_folder(material, tmp_path)
-    (folder / "upwatch.yml").write_text(UPWATCH_CONFIG)
+    folder, web = with_web_config(material, tmp_path, "")
     cases = [
         ("", "plain HTTP, no basic auth"),
         (tls_web(material), "TLS, no basic auth"),
@@ -404,28 +410,16 @@ def test_validate_says_what_a_good_web_config_sets_up(tmp_path: Path, material: 
         ),
     ]
     for text, summary in cases:
-        web = folder / "web.yml"
         web.write_text(text)
-        args = [str(folder / "upwatch.yml"), "--web.config.file", str(web)]
-        done = subprocess.run([*UPWATCH, "validate", *args], capture_output=True, text=True, timeout=60)
+        done = validate(folder, web)
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.splitlines()[-1] == f"{web}: valid web config ({summary})"
     # A web config naming a TLS file that is gone is refused, as serve would refuse it.
     (folder / "server.key").unlink()
     web.write_text(tls_web(material))
-    done = subprocess.run(
-        [*UPWATCH, "validate", str(folder / "upwatch.yml"), "--web.config.file", str(web)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = validate(folder, web)
     assert done.returncode == 1 and "tls_server_config.key_file" in done.stdout, done.stdout
-    missing = subprocess.run(
-        [*UPWATCH, "validate", str(folder / "upwatch.yml"), "--web.config.file", str(folder / "nope.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = validate(folder, folder / "nope.yml")
     assert missing.returncode == 1 and "cannot read the web config file" in missing.stdout, missing.stdout
 
 
